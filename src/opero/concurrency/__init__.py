@@ -1,0 +1,1 @@
+"""Pools that run per-item calls for ``@opmap`` (thread, process, async)."""

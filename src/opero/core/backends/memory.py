@@ -1,0 +1,84 @@
+"""The in-process cache: a bounded LRU with per-entry expiry, safe under threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any, Final, final
+
+from opero.core import clock
+
+__all__ = ["MISSING", "MemoryBackend"]
+
+
+@final
+class _Missing:
+    """Marks "no cached value", since ``None`` is a value that gets cached."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+@final
+class MemoryBackend:
+    """Least-recently-used store of at most ``maxsize`` entries, each expiring after ``ttl``.
+
+    Expired entries are dropped when read or when they reach the LRU end; the
+    time comes from :mod:`opero.core.clock` so tests can move it.
+    """
+
+    __slots__ = ("_data", "_lock", "maxsize", "ttl")
+
+    def __init__(self, maxsize: int | None = None, ttl: float | None = None) -> None:
+        #: Most entries kept; ``None`` for no bound.
+        self.maxsize = maxsize
+        #: Seconds an entry lives; ``None`` for forever.
+        self.ttl = ttl
+        self._data: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        """The value stored under ``key``, or ``MISSING``.
+
+        Raises ``TypeError`` for an unhashable key (the cache layer then
+        freezes the key and asks again).
+        """
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return MISSING
+            if self.ttl is not None and entry[1] <= clock.now():
+                del self._data[key]
+                return MISSING
+            self._data.move_to_end(key)
+            return entry[0]
+
+    def set(self, key: Hashable, value: Any) -> None:
+        """Store ``value``, evicting the least recently used entry beyond ``maxsize``."""
+        expires = clock.now() + self.ttl if self.ttl is not None else 0.0
+        with self._lock:
+            self._data[key] = (value, expires)
+            self._data.move_to_end(key)
+            if self.maxsize is not None:
+                while len(self._data) > self.maxsize:
+                    self._data.popitem(last=False)
+
+    def delete(self, key: Hashable) -> None:
+        """Forget ``key`` if present."""
+        with self._lock:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._data.clear()
+
+    def size(self) -> int:
+        """Entries held, counting expired ones not yet dropped."""
+        return len(self._data)

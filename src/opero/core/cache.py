@@ -1,0 +1,395 @@
+"""Cache policy: keys, backends, single-flight and failure handling.
+
+The cache is the outermost layer: a hit skips rate limiting, retries and the
+call itself.  Everything here is synchronous and in-memory for the memory
+backend; the shells in ``opero.core.shell`` decide when to look up, compute
+and store.
+
+Keys are the call's arguments bound to the signature with defaults applied, so
+``f(1)`` and ``f(x=1)`` share an entry.  For the common case (all arguments
+positional, no defaults to fill in) the key is the ``args`` tuple itself: no
+binding, no hashing beyond what the dict does.  Unhashable arguments (dicts,
+lists, sets) are frozen into an equivalent hashable form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import pickle
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, final
+
+from opero.core.backends.memory import MISSING, MemoryBackend
+from opero.exceptions import ConfigurationError
+
+__all__ = ["MISSING", "BACKENDS", "CacheLayer", "KeyBuilder", "clear_cache", "freeze"]
+
+logger = logging.getLogger("opero")
+
+#: Backends opero knows, with the extra that provides each (None: built in).
+BACKENDS: dict[str, str | None] = {"memory": None, "disk": "disk", "sqlite": None, "redis": "redis"}
+
+_EMPTY = inspect.Parameter.empty
+_LIVE_LAYERS: weakref.WeakSet[CacheLayer] = weakref.WeakSet()
+
+
+@final
+class _Tag:
+    """Type markers inside frozen keys, so ``[1]`` and ``(1,)`` stay distinct."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+    def __reduce__(self) -> str:
+        return f"_{self.name.upper()}_TAG"
+
+
+_DICT_TAG, _LIST_TAG, _SET_TAG, _PICKLE_TAG = (_Tag(n) for n in ("dict", "list", "set", "pickle"))
+
+
+def freeze(value: Any) -> Hashable:
+    """An equal-for-equal hashable stand-in for ``value``.
+
+    Dicts (in any insertion order), lists, sets and tuples are frozen
+    recursively; other unhashable objects by their pickle.  Raises
+    ``TypeError`` for an object that is neither hashable nor picklable.
+    """
+    if isinstance(value, dict):
+        items = sorted(((freeze(k), freeze(v)) for k, v in value.items()), key=_order)
+        return (_DICT_TAG, tuple(items))
+    if isinstance(value, list):
+        return (_LIST_TAG, tuple(freeze(v) for v in value))
+    if isinstance(value, tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return (_SET_TAG, frozenset(freeze(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        try:
+            return (_PICKLE_TAG, type(value).__qualname__, pickle.dumps(value, protocol=5))
+        except Exception as exc:
+            msg = f"cannot build a cache key from a {type(value).__qualname__}"
+            raise TypeError(msg) from exc
+    return value  # type: ignore[no-any-return]
+
+
+def _order(item: tuple[Hashable, Hashable]) -> tuple[str, str]:
+    return (type(item[0]).__qualname__, repr(item[0]))
+
+
+@final
+class KeyBuilder:
+    """Turns one call's arguments into a key; the signature is studied once."""
+
+    __slots__ = ("_custom", "_defaults", "_func", "_names", "_signature", "_simple_arity")
+
+    def __init__(
+        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None = None
+    ) -> None:
+        self._func = func
+        self._custom = custom
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            self._signature = None
+        params = list(self._signature.parameters.values()) if self._signature else []
+        simple = self._signature is not None and all(
+            p.kind is p.POSITIONAL_OR_KEYWORD for p in params
+        )
+        #: Number of parameters when every one is positional-or-keyword, else -1.
+        self._simple_arity = len(params) if simple else -1
+        self._names = tuple(p.name for p in params)
+        self._defaults = tuple(p.default for p in params)
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        if self._custom is not None:
+            return self._custom(self._func, *args, **kwargs)
+        if not kwargs and len(args) == self._simple_arity:
+            return args
+        if self._simple_arity >= 0:
+            return self._bind_simple(args, kwargs)
+        if self._signature is None:
+            return (args, tuple(sorted(kwargs.items())))
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return (bound.args, tuple(sorted(bound.kwargs.items())))
+
+    def _bind_simple(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        if len(args) > self._simple_arity or not kwargs.keys() <= set(self._names):
+            # Let the signature produce the same TypeError the call would.
+            assert self._signature is not None
+            self._signature.bind(*args, **kwargs)
+        values = list(args)
+        for name, default in zip(
+            self._names[len(args) :], self._defaults[len(args) :], strict=True
+        ):
+            value = kwargs.get(name, default)
+            if value is _EMPTY:
+                msg = f"missing a required argument: {name!r}"
+                raise TypeError(msg)
+            values.append(value)
+        return tuple(values)
+
+
+@final
+class CacheLayer:
+    """One decorated function's cache: keys, a backend, and failure handling.
+
+    A cache that fails never fails the call: a key, read or write error is
+    logged once at WARNING (per kind of failure, until that kind works
+    again), counted in ``errors``, and the call goes on as if it missed.
+    """
+
+    __slots__ = ("__weakref__", "_failing", "backend", "errors", "keys", "namespace", "ttl")
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        backend: str = "memory",
+        ttl: float | None = None,
+        namespace: str = "opero",
+        key: Callable[..., Hashable] | None = None,
+        maxsize: int | None = 4096,
+        backend_config: dict[str, Any] | None = None,
+    ) -> None:
+        _validate(backend, ttl, namespace, key, maxsize, backend_config)
+        self.namespace = namespace
+        self.ttl = None if ttl is None else float(ttl)
+        self.keys = KeyBuilder(func, key)
+        self.backend = MemoryBackend(maxsize=maxsize, ttl=self.ttl)
+        #: Failed key, read and write operations, counted.
+        self.errors = 0
+        self._failing: set[str] = set()
+        _LIVE_LAYERS.add(self)
+
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        """The call's key, or ``MISSING`` when no key can be built (call uncached)."""
+        try:
+            return self.keys(args, kwargs)
+        except Exception as exc:
+            self._failed("key", exc)
+            return MISSING
+
+    def get(self, key: Hashable) -> tuple[Hashable, Any]:
+        """``(key, value)``: the value or ``MISSING``; the key comes back frozen if it had to be."""
+        try:
+            try:
+                value = self.backend.get(key)
+            except TypeError:
+                key = freeze(key)
+                value = self.backend.get(key)
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING, MISSING
+        if self._failing:
+            self._failing.discard("read")
+        return key, value
+
+    def set(self, key: Hashable, value: Any) -> None:
+        """Store ``value``; a failure is logged and counted, never raised."""
+        if key is MISSING:
+            return
+        try:
+            self.backend.set(key, value)
+        except Exception as exc:
+            self._failed("write", exc)
+        else:
+            if self._failing:
+                self._failing.discard("write")
+
+    def clear(self) -> None:
+        """Forget every entry of this function."""
+        self.backend.clear()
+
+    def _failed(self, kind: str, exc: Exception) -> None:
+        self.errors += 1
+        if kind not in self._failing:
+            self._failing.add(kind)
+            logger.warning(
+                "opero cache %s failed (%s: %s); calling without the cache. "
+                "Further %s failures are counted, not logged, until one succeeds.",
+                kind,
+                type(exc).__name__,
+                exc,
+                kind,
+            )
+
+
+def _validate(
+    backend: str,
+    ttl: float | None,
+    namespace: str,
+    key: Callable[..., Hashable] | None,
+    maxsize: int | None,
+    backend_config: dict[str, Any] | None,
+) -> None:
+    if backend not in BACKENDS:
+        accepted = ", ".join(repr(b) for b in BACKENDS)
+        msg = f"cache_backend must be one of {accepted}; got {backend!r}"
+        raise ConfigurationError(msg)
+    if backend != "memory":
+        extra = BACKENDS[backend]
+        install = f' (pip install "opero[{extra}]")' if extra else ""
+        msg = (
+            f"cache_backend={backend!r} is not available in this version of opero yet{install}; "
+            'use cache_backend="memory"'
+        )
+        raise ConfigurationError(msg)
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
+    ):
+        msg = f"cache_ttl must be a number of seconds > 0, or None for no expiry; got {ttl!r}"
+        raise ConfigurationError(msg)
+    if not isinstance(namespace, str) or not namespace:
+        msg = f"cache_namespace must be a non-empty str, got {namespace!r}"
+        raise ConfigurationError(msg)
+    if key is not None and not callable(key):
+        msg = f"cache_key must be a callable called as cache_key(func, *args, **kwargs), got {key!r}"
+        raise ConfigurationError(msg)
+    if maxsize is not None and (
+        isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
+    ):
+        msg = f"cache_maxsize must be an int >= 1, or None for no bound; got {maxsize!r}"
+        raise ConfigurationError(msg)
+    if backend_config is not None and not isinstance(backend_config, dict):
+        msg = f"cache_backend_config must be a dict, got {type(backend_config).__name__}"
+        raise ConfigurationError(msg)
+
+
+def clear_cache(namespace: str | None = None) -> None:
+    """Clear every opero cache this process opened, or only those of ``namespace``.
+
+    Example:
+        >>> from opero import clear_cache
+        >>> clear_cache()                       # everything
+        >>> clear_cache(namespace="api_cache")  # one namespace
+    """
+    for layer in list(_LIVE_LAYERS):
+        if namespace is None or layer.namespace == namespace:
+            layer.clear()
+
+
+@final
+class _Flight:
+    """One computation that concurrent callers of the same key wait for."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+
+
+@final
+class SingleFlight:
+    """Makes concurrent threads asking for the same missing key run one computation.
+
+    The first caller (the leader) computes and stores; the others wait and
+    get its result, or its exception re-raised (exceptions are shared, never
+    cached).
+    """
+
+    __slots__ = ("_flights", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def run(
+        self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
+    ) -> tuple[bool, Any]:
+        """``(computed_here, value)`` for ``key``: computed by this thread or by another."""
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return False, flight.value
+        try:
+            # A leader that finished just before we registered may have stored it.
+            _, value = layer.get(key)
+            computed = value is MISSING
+            if computed:
+                value = compute()
+                layer.set(key, value)
+            flight.value = value
+            return computed, value
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+#: Set as a flight's result when its leader was cancelled: waiters try again.
+_RETRY: Any = object()
+
+
+@final
+class AsyncSingleFlight:
+    """Single-flight for tasks of one event loop.
+
+    Flights are per loop: a task on another loop computes on its own rather
+    than waiting on a future it cannot await.  A leader that is cancelled
+    hands leadership on instead of cancelling its waiters.
+    """
+
+    __slots__ = ("_flights",)
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[int, Hashable], asyncio.Future[Any]] = {}
+
+    async def run(
+        self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
+    ) -> tuple[bool, Any]:
+        """``(computed_here, value)`` for ``key``; ``compute`` returns an awaitable."""
+        loop = asyncio.get_running_loop()
+        slot = (id(loop), key)
+        while True:
+            future = self._flights.get(slot)
+            if future is None or future.get_loop() is not loop:
+                break
+            ok, value = await asyncio.shield(future)
+            if value is _RETRY:
+                continue
+            if not ok:
+                raise value
+            return False, value
+        future = loop.create_future()
+        self._flights[slot] = future
+        try:
+            _, value = layer.get(key)
+            computed = value is MISSING
+            if computed:
+                value = await compute()
+                layer.set(key, value)
+        except asyncio.CancelledError:
+            future.set_result((True, _RETRY))
+            raise
+        except BaseException as exc:
+            future.set_result((False, exc))
+            raise
+        else:
+            future.set_result((True, value))
+            return computed, value
+        finally:
+            if self._flights.get(slot) is future:
+                del self._flights[slot]

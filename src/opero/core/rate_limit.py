@@ -1,0 +1,166 @@
+"""Rate limiting: calls spaced evenly, with an optional burst.
+
+The limiter is a GCRA (generic cell rate algorithm, the token bucket written
+as one timestamp): each call reserves the next free start time under a lock
+and is told how long to wait for it.  It never sleeps itself, so the same
+limiter works from threads, from ``asyncio.gather`` and from several event
+loops over its lifetime: the sync shell sleeps with ``time.sleep``, the async
+shell with ``asyncio.sleep``.  Because reservations are absolute times,
+oversleeping by a scheduler tick never accumulates into drift.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, Final, final
+
+from opero.exceptions import ConfigurationError
+
+__all__ = ["SCOPES", "Limiter", "PerArgsLimiter", "RateLimit", "limiter_for_scope"]
+
+#: The scope kinds with a meaning of their own; any other string names a shared group.
+SCOPES: Final = ("per_function", "global", "per_args")
+
+#: Idle per-argument limiters are pruned once there are more than this many.
+_PRUNE_AT: Final = 1024
+
+
+def _check_rate(rate: float, burst: int) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+        math.isfinite(rate) and rate > 0
+    ):
+        msg = (
+            "rate_limit must be a number of calls per second > 0 "
+            f"(0.5 = one call every 2 s), got {rate!r}"
+        )
+        raise ConfigurationError(msg)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        msg = f"rate_limit_burst must be an int >= 1, got {burst!r}"
+        raise ConfigurationError(msg)
+
+
+@final
+class Limiter:
+    """Even spacing at ``rate`` calls per second, letting ``burst`` calls start at once.
+
+    Example:
+        >>> limiter = Limiter(rate=10)
+        >>> limiter.reserve(now=0.0), limiter.reserve(now=0.0), limiter.reserve(now=0.25)
+        (0.0, 0.1, 0.0)
+    """
+
+    __slots__ = ("_lock", "_tat", "burst", "interval", "rate")
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        _check_rate(rate, burst)
+        self.rate = float(rate)
+        self.burst = burst
+        #: Seconds between two starts.
+        self.interval = 1.0 / self.rate
+        self._lock = threading.Lock()
+        self._tat = -math.inf  # theoretical arrival time of the next call
+
+    def reserve(self, now: float) -> float:
+        """Claim the next start time; return the seconds to wait for it (0 if none)."""
+        tolerance = (self.burst - 1) * self.interval
+        with self._lock:
+            tat = max(self._tat, now)
+            start = max(now, tat - tolerance)
+            self._tat = tat + self.interval
+        return start - now
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """Same as :meth:`reserve`: a shared limiter ignores the call's arguments."""
+        return self.reserve(now)
+
+    def idle(self, now: float) -> bool:
+        """True when a fresh limiter would behave the same (nothing reserved ahead)."""
+        return self._tat <= now
+
+
+@final
+class PerArgsLimiter:
+    """One :class:`Limiter` per distinct argument set (``rate_limit_scope="per_args"``)."""
+
+    __slots__ = ("_keys", "_limiters", "_lock", "burst", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        keys: Callable[[tuple[Any, ...], dict[str, Any]], Hashable],
+    ) -> None:
+        _check_rate(rate, burst)
+        self.rate = float(rate)
+        self.burst = burst
+        self._keys = keys
+        self._limiters: dict[Hashable, Limiter] = {}
+        self._lock = threading.Lock()
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """Reserve a start on the limiter of this argument set."""
+        from opero.core.cache import freeze  # noqa: PLC0415 - cache imports this module
+
+        key = freeze(self._keys(args, kwargs))
+        with self._lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                if len(self._limiters) >= _PRUNE_AT:
+                    # An idle limiter equals a fresh one, so dropping it loses nothing.
+                    self._limiters = {k: v for k, v in self._limiters.items() if not v.idle(now)}
+                limiter = self._limiters[key] = Limiter(self.rate, self.burst)
+        return limiter.reserve(now)
+
+
+#: Either kind of limiter; both answer ``reserve_for(args, kwargs, now)``.
+RateLimit = Limiter | PerArgsLimiter
+
+
+_groups: dict[str, Limiter] = {}
+_groups_lock = threading.Lock()
+
+
+def limiter_for_scope(
+    scope: str,
+    rate: float,
+    burst: int,
+    keys: Callable[[tuple[Any, ...], dict[str, Any]], Hashable],
+) -> RateLimit:
+    """Build the rate-limit layer for one decorated function.
+
+    ``"per_function"`` gets a limiter of its own; ``"per_args"`` one per
+    argument set; ``"global"`` and any other string share one limiter per name
+    across every function that names it.  A group keeps the rate of the
+    function that created it; asking for another rate is a ConfigurationError.
+    """
+    _check_rate(rate, burst)
+    if not isinstance(scope, str) or not scope.strip():
+        msg = (
+            f"rate_limit_scope must be 'per_function', 'global', 'per_args' or a group name, "
+            f"got {scope!r}"
+        )
+        raise ConfigurationError(msg)
+    if scope.startswith("per_") and scope not in SCOPES:
+        msg = (
+            f"unknown rate_limit_scope {scope!r}: the scope kinds are 'per_function', "
+            "'global' and 'per_args' (any other name is a shared group)"
+        )
+        raise ConfigurationError(msg)
+    if scope == "per_function":
+        return Limiter(rate, burst)
+    if scope == "per_args":
+        return PerArgsLimiter(rate, burst, keys)
+    with _groups_lock:
+        limiter = _groups.get(scope)
+        if limiter is None:
+            limiter = _groups[scope] = Limiter(rate, burst)
+        elif limiter.rate != float(rate) or limiter.burst != burst:
+            msg = (
+                f"rate_limit_scope {scope!r} already exists with rate_limit={limiter.rate} "
+                f"and rate_limit_burst={limiter.burst}; every function in a group must give "
+                f"the same values (got rate_limit={rate}, rate_limit_burst={burst})"
+            )
+            raise ConfigurationError(msg)
+    return limiter

@@ -1,0 +1,125 @@
+"""Retry policy: which errors are retried, how often, and how long to wait.
+
+The policy does no I/O.  It answers two questions for the shells in
+``opero.core.shell``: "is this error retryable?" (``retry_on``, checked with an
+``except`` clause so the success path costs nothing) and "how long before retry
+attempt *k*?" (``delay``).  The default backoff is computed inline; a tenacity
+wait strategy passed as ``wait=`` is consulted only on the failure path, so
+tenacity's per-call machinery never touches a successful call.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, final
+
+from opero.exceptions import ConfigurationError
+
+__all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on"]
+
+#: A tenacity wait strategy, or any callable taking a ``tenacity.RetryCallState``.
+WaitStrategy = Callable[[Any], float]
+
+
+def normalize_retry_on(
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | list[type[BaseException]],
+) -> tuple[type[BaseException], ...]:
+    """Accept one exception class or a tuple/list of them; anything else is a ConfigurationError."""
+    classes = tuple(retry_on) if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    if not classes or not all(
+        isinstance(cls, type) and issubclass(cls, BaseException) for cls in classes
+    ):
+        msg = (
+            "retry_on must be an exception class or a non-empty tuple of exception classes, "
+            f"got {retry_on!r}"
+        )
+        raise ConfigurationError(msg)
+    return classes
+
+
+def _check_delay(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        msg = f"{name} must be a finite number of seconds, got {value!r}"
+        raise ConfigurationError(msg)
+    if value < 0:
+        msg = f"{name} must be >= 0 seconds, got {value!r}"
+        raise ConfigurationError(msg)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many times to retry and how long to wait in between.
+
+    ``retries=N`` allows up to N+1 attempts.  The delay before retry attempt
+    *k* (k = 1, 2, ...) is ``min(max_delay, min_delay * backoff_factor ** (k - 1))``;
+    with ``jitter=True`` it is drawn uniformly from ``[0, that bound]`` ("full
+    jitter"), which spreads out clients that failed together.
+    """
+
+    retries: int = 3
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff_factor: float = 1.5
+    min_delay: float = 0.1
+    max_delay: float = 30.0
+    jitter: bool = False
+    #: A tenacity wait strategy used instead of the built-in backoff.
+    wait: WaitStrategy | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            msg = f"retries must be an int >= 0, got {self.retries!r}"
+            raise ConfigurationError(msg)
+        if self.retries < 0:
+            msg = f"retries must be >= 0 (retries=N means up to N+1 attempts), got {self.retries}"
+            raise ConfigurationError(msg)
+        _check_delay("min_delay", self.min_delay)
+        _check_delay("max_delay", self.max_delay)
+        if self.max_delay < self.min_delay:
+            msg = (
+                f"max_delay ({self.max_delay}) must be >= min_delay ({self.min_delay})"
+            )
+            raise ConfigurationError(msg)
+        factor = self.backoff_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
+            math.isfinite(factor) and factor >= 1
+        ):
+            msg = f"backoff_factor must be a finite number >= 1, got {factor!r}"
+            raise ConfigurationError(msg)
+        if not isinstance(self.jitter, bool):
+            msg = f"jitter must be True or False, got {self.jitter!r}"
+            raise ConfigurationError(msg)
+        if self.wait is not None and not callable(self.wait):
+            msg = f"wait must be a tenacity wait strategy (a callable), got {self.wait!r}"
+            raise ConfigurationError(msg)
+        normalize_retry_on(self.retry_on)
+
+    @property
+    def max_attempts(self) -> int:
+        """The most times the function runs for one call (per fallback candidate)."""
+        return self.retries + 1
+
+    def bound(self, attempt: int) -> float:
+        """The un-jittered delay before retry attempt ``attempt`` (1-based)."""
+        try:
+            value = self.min_delay * float(self.backoff_factor) ** (attempt - 1)
+        except OverflowError:  # a long-running retry loop: the cap has long applied
+            return self.max_delay
+        return min(self.max_delay, value)
+
+    def delay(self, attempt: int, state: Callable[[], Any] | None = None) -> float:
+        """Seconds to wait before retry attempt ``attempt`` (1-based).
+
+        ``state`` builds a ``tenacity.RetryCallState`` on demand; it is only
+        called when a tenacity ``wait`` strategy is configured.
+        """
+        if self.wait is not None:
+            value = float(self.wait(state() if state is not None else None))
+            return value if value > 0 and math.isfinite(value) else 0.0
+        bound = self.bound(attempt)
+        if self.jitter:
+            return random.uniform(0.0, bound)
+        return bound

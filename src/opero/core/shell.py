@@ -1,0 +1,205 @@
+"""The sync and async shells: the only code that calls, sleeps and awaits.
+
+Both shells run the same layers in the same order (cache, rate limit,
+retry with fallback) and leave every decision to the policies in
+``Pipeline`` and ``Run``.  The sync shell never touches an event loop; the
+async shell never blocks one.  Work that depends only on the configuration is
+bound into closures here, at decoration time; the success path of a call is
+one ``try`` around the function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from opero.core import clock
+from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight
+from opero.core.pipeline import Pipeline, Run
+
+__all__ = ["build_async", "build_sync"]
+
+
+def build_sync(p: Pipeline) -> Callable[..., Any]:
+    """The call function of a sync decorated function."""
+    fn = p.func
+    retry_on = p.retry.retry_on
+    cache, limiter = p.cache, p.limiter
+    has_fallback = p.fallback is not None
+    cb = p.callbacks
+    on_success, on_failure, on_retry, on_hit = cb.on_success, cb.on_failure, cb.on_retry, cb.on_cache_hit
+    entries, misses = p.counters.entries, p.counters.cache_misses
+    flights = SingleFlight()
+
+    def failed(error: Exception) -> None:
+        p.non_retryable(error)
+        if on_failure is not None:
+            on_failure.fire(error)
+
+    def recover(run: Run, error: BaseException) -> Any:
+        while True:
+            delay = run.failed(error)
+            if delay is None:
+                failure = run.give_up()
+                if on_failure is not None:
+                    on_failure.fire(failure)
+                raise failure from error
+            if run.index == 0 and on_retry is not None:
+                on_retry.fire(error, run.attempt - 1)
+            if delay:
+                clock.sleep(delay)
+            args, kwargs = run.call_args()
+            try:
+                return fn(*args, **kwargs)
+            except retry_on as exc:
+                error = exc
+            except Exception as exc:
+                failed(exc)
+                raise
+
+    def attempts(*args: Any, **kwargs: Any) -> Any:
+        next(entries)
+        call_args, call_kwargs, candidates = (
+            p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
+        )
+        try:
+            result = fn(*call_args, **call_kwargs)
+        except retry_on as exc:
+            error: BaseException = exc
+        except Exception as exc:
+            failed(exc)
+            raise
+        else:
+            if on_success is not None:
+                on_success.fire(result)
+            return result
+        result = recover(Run(p, args, kwargs, candidates), error)
+        if on_success is not None:
+            on_success.fire(result)
+        return result
+
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if limiter is not None:
+            delay = p.rate_delay(args, kwargs)
+            if delay > 0:
+                clock.sleep(delay)
+        return attempts(*args, **kwargs)
+
+    if cache is None:
+        # Without a limiter this is the whole wrapper: one try around the call.
+        return attempts if limiter is None else limited
+
+    def hit(value: Any) -> Any:
+        p.cache_hit()
+        if on_hit is not None:
+            on_hit.fire()
+        return value
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        key: Hashable = cache.key(args, kwargs)
+        if key is MISSING:
+            return limited(*args, **kwargs)
+        key, value = cache.get(key)
+        if value is not MISSING:
+            return hit(value)
+        if key is MISSING:  # the read failed: call through, do not store
+            return limited(*args, **kwargs)
+        computed, value = flights.run(cache, key, lambda: limited(*args, **kwargs))
+        if computed:
+            next(misses)
+            return value
+        return hit(value)
+
+    return call
+
+
+def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
+    """The call function of an async decorated function (a coroutine function)."""
+    fn = p.func
+    retry_on = p.retry.retry_on
+    cache, limiter = p.cache, p.limiter
+    has_fallback = p.fallback is not None
+    cb = p.callbacks
+    on_success, on_failure, on_retry, on_hit = cb.on_success, cb.on_failure, cb.on_retry, cb.on_cache_hit
+    entries, misses = p.counters.entries, p.counters.cache_misses
+    flights = AsyncSingleFlight()
+
+    async def failed(error: Exception) -> None:
+        p.non_retryable(error)
+        if on_failure is not None:
+            await on_failure.fire_async(error)
+
+    async def recover(run: Run, error: BaseException) -> Any:
+        while True:
+            delay = run.failed(error)
+            if delay is None:
+                failure = run.give_up()
+                if on_failure is not None:
+                    await on_failure.fire_async(failure)
+                raise failure from error
+            if run.index == 0 and on_retry is not None:
+                await on_retry.fire_async(error, run.attempt - 1)
+            if delay:
+                await clock.async_sleep(delay)
+            args, kwargs = run.call_args()
+            try:
+                return await fn(*args, **kwargs)
+            except retry_on as exc:
+                error = exc
+            except Exception as exc:
+                await failed(exc)
+                raise
+
+    async def attempts(*args: Any, **kwargs: Any) -> Any:
+        next(entries)
+        call_args, call_kwargs, candidates = (
+            p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
+        )
+        try:
+            result = await fn(*call_args, **call_kwargs)
+        except retry_on as exc:
+            error: BaseException = exc
+        except Exception as exc:
+            await failed(exc)
+            raise
+        else:
+            if on_success is not None:
+                await on_success.fire_async(result)
+            return result
+        result = await recover(Run(p, args, kwargs, candidates), error)
+        if on_success is not None:
+            await on_success.fire_async(result)
+        return result
+
+    async def limited(*args: Any, **kwargs: Any) -> Any:
+        if limiter is not None:
+            delay = p.rate_delay(args, kwargs)
+            if delay > 0:
+                await clock.async_sleep(delay)
+        return await attempts(*args, **kwargs)
+
+    if cache is None:
+        return attempts if limiter is None else limited
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        key: Hashable = cache.key(args, kwargs)
+        if key is MISSING:
+            return await limited(*args, **kwargs)
+        key, value = cache.get(key)
+        if value is not MISSING:
+            p.cache_hit()
+            if on_hit is not None:
+                await on_hit.fire_async()
+            return value
+        if key is MISSING:
+            return await limited(*args, **kwargs)
+        computed, value = await flights.run(cache, key, lambda: limited(*args, **kwargs))
+        if computed:
+            next(misses)
+        else:
+            p.cache_hit()
+            if on_hit is not None:
+                await on_hit.fire_async()
+        return value
+
+    return call

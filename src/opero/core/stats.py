@@ -1,0 +1,95 @@
+"""Per-function statistics: cheap to count, consistent to read.
+
+Counters are ``itertools.count`` objects: ``next()`` on one is a single C call,
+so increments from many threads are never lost and cost no lock on the success
+path.  Calls and attempts are derived rather than counted (a call is either served
+from the cache or enters the retry layer once), which keeps a successful
+uncached call at one increment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ["Counters", "Statistics"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """A snapshot of what one decorated function has done since it was decorated."""
+
+    #: Calls of the decorated function.
+    calls: int
+    #: Times the wrapped function itself ran (every retry and fallback candidate).
+    attempts: int
+    #: Retry attempts started (after backoff).
+    retries: int
+    #: Times a later fallback candidate was tried after an earlier one failed.
+    fallbacks: int
+    #: Calls that raised (gave up with AllFailedError, or a non-retryable error).
+    failures: int
+    #: Calls answered from the cache (including waiters of a single-flight computation).
+    cache_hits: int
+    #: Calls that looked in the cache and computed.
+    cache_misses: int
+    #: Cache key, read or write failures (the call went on uncached).
+    cache_errors: int
+    #: Seconds spent waiting: backoff, fallback pauses and rate limiting.
+    waited: float
+
+
+def _value(counter: itertools.count[int]) -> int:
+    # count's repr is "count(N)"; reading it does not advance the counter.
+    return int(repr(counter)[6:-1])
+
+
+@final
+class Counters:
+    """The live counters behind :class:`Statistics`."""
+
+    __slots__ = (
+        "_lock",
+        "_waited",
+        "cache_hits",
+        "cache_misses",
+        "entries",
+        "failures",
+        "fallbacks",
+        "retries",
+    )
+
+    def __init__(self) -> None:
+        #: Calls that reached the retry layer (not served from the cache).
+        self.entries = itertools.count()
+        self.retries = itertools.count()
+        self.fallbacks = itertools.count()
+        self.failures = itertools.count()
+        self.cache_hits = itertools.count()
+        self.cache_misses = itertools.count()
+        self._waited = 0.0
+        self._lock = threading.Lock()
+
+    def add_wait(self, seconds: float) -> None:
+        """Account ``seconds`` of waiting (backoff, fallback pause, rate limit)."""
+        with self._lock:
+            self._waited += seconds
+
+    def snapshot(self, cache_errors: int = 0) -> Statistics:
+        """The current values as a frozen :class:`Statistics`."""
+        entries, hits = _value(self.entries), _value(self.cache_hits)
+        retries, fallbacks = _value(self.retries), _value(self.fallbacks)
+        return Statistics(
+            calls=entries + hits,
+            attempts=entries + retries + fallbacks,
+            retries=retries,
+            fallbacks=fallbacks,
+            failures=_value(self.failures),
+            cache_hits=hits,
+            cache_misses=_value(self.cache_misses),
+            cache_errors=cache_errors,
+            waited=self._waited,
+        )

@@ -1,0 +1,264 @@
+"""``@opero``: cache, rate limit, retry with backoff and parameter fallback in one decorator.
+
+The decorator validates every setting and builds the policies once, at
+decoration time, then hands them to the sync or async shell, chosen by one
+``inspect.iscoroutinefunction`` check.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from opero.core.cache import CacheLayer, KeyBuilder
+from opero.core.callbacks import Callbacks
+from opero.core.fallback import FallbackPolicy
+from opero.core.pipeline import Pipeline
+from opero.core.rate_limit import limiter_for_scope
+from opero.core.retry import RetryPolicy, WaitStrategy, normalize_retry_on
+from opero.core.shell import build_async, build_sync
+from opero.core.stats import Statistics
+from opero.exceptions import ConfigurationError
+
+__all__ = ["OperoFunction", "opero"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+#: The backoff settings that a tenacity ``wait=`` strategy replaces, with their defaults.
+_BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {"backoff_factor": 1.5, "min_delay": 0.1, "max_delay": 30.0, "jitter": False}
+)
+
+
+class OperoFunction(Protocol[P, R_co]):
+    """A function decorated with ``@opero``: same signature, plus cache and stats helpers."""
+
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def cache_clear(self) -> None:
+        """Forget every cached result of this function."""
+
+    def statistics(self) -> Statistics:
+        """Counts of calls, attempts, retries, fallbacks, cache hits and time waited."""
+
+
+@overload
+def opero(func: Callable[P, R], /) -> OperoFunction[P, R]: ...
+
+
+@overload
+def opero(
+    *,
+    retries: int = 3,
+    backoff_factor: float = 1.5,
+    min_delay: float = 0.1,
+    max_delay: float = 30.0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    jitter: bool = False,
+    wait: WaitStrategy | None = None,
+    cache: bool = False,
+    cache_ttl: float | None = None,
+    cache_backend: str = "memory",
+    cache_backend_config: dict[str, Any] | None = None,
+    cache_key: Callable[..., Hashable] | None = None,
+    cache_namespace: str = "opero",
+    cache_maxsize: int | None = 4096,
+    rate_limit: float | None = None,
+    rate_limit_scope: str = "per_function",
+    rate_limit_burst: int = 1,
+    arg_fallback: str | None = None,
+    fallback_delay: float = 0.0,
+    on_retry: Callable[..., Any] | None = None,
+    on_success: Callable[..., Any] | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    on_cache_hit: Callable[..., Any] | None = None,
+) -> Callable[[Callable[P, R]], OperoFunction[P, R]]: ...
+
+
+def opero(  # noqa: PLR0913 - the documented API
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    retries: int = 3,
+    backoff_factor: float = 1.5,
+    min_delay: float = 0.1,
+    max_delay: float = 30.0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    jitter: bool = False,
+    wait: WaitStrategy | None = None,
+    cache: bool = False,
+    cache_ttl: float | None = None,
+    cache_backend: str = "memory",
+    cache_backend_config: dict[str, Any] | None = None,
+    cache_key: Callable[..., Hashable] | None = None,
+    cache_namespace: str = "opero",
+    cache_maxsize: int | None = 4096,
+    rate_limit: float | None = None,
+    rate_limit_scope: str = "per_function",
+    rate_limit_burst: int = 1,
+    arg_fallback: str | None = None,
+    fallback_delay: float = 0.0,
+    on_retry: Callable[..., Any] | None = None,
+    on_success: Callable[..., Any] | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    on_cache_hit: Callable[..., Any] | None = None,
+) -> Any:
+    """Make ``func`` resilient: cache → rate limit → retry (backoff) → fallback → ``func``.
+
+    Works on sync and ``async def`` functions alike, with or without
+    arguments (``@opero`` or ``@opero(...)``).  Every setting is checked here;
+    a bad one raises :class:`~opero.ConfigurationError` naming the parameter.
+
+    Args:
+        retries: Retry attempts after the first (``retries=3``: up to 4 attempts).
+        backoff_factor: Growth of the delay between attempts (>= 1).
+        min_delay: Delay before the first retry, in seconds.
+        max_delay: Cap on any delay between attempts, in seconds.
+        retry_on: Exception class(es) worth retrying; anything else propagates at once.
+        jitter: Draw each delay uniformly from ``[0, delay]`` to spread out clients.
+        wait: A tenacity wait strategy to use instead of the backoff settings.
+        cache: Cache results (``None`` included; exceptions never).
+        cache_ttl: Seconds a cached result lives; ``None`` for no expiry.
+        cache_backend: Where results live: ``"memory"``.
+        cache_backend_config: Backend settings (directory, path, host...).
+        cache_key: ``cache_key(func, *args, **kwargs)`` returning the key to use.
+        cache_namespace: A name under which ``clear_cache(namespace=...)`` finds the entries.
+        cache_maxsize: Most entries kept in memory (least recently used go first).
+        rate_limit: Most calls per second that may start (0.5 = one every 2 s).
+        rate_limit_scope: ``"per_function"``, ``"global"``, ``"per_args"`` or a group name.
+        rate_limit_burst: Calls that may start at once before spacing applies.
+        arg_fallback: Parameter holding a list of candidates to try in turn.
+        fallback_delay: Seconds to pause between two candidates.
+        on_retry: ``on_retry(error, attempt)`` before each retry (or ``on_retry()``).
+        on_success: ``on_success(result)`` after a successful call (or no arguments).
+        on_failure: ``on_failure(error)`` when the call finally fails (or no arguments).
+        on_cache_hit: ``on_cache_hit()`` when a result comes from the cache.
+
+    Example:
+        >>> from opero import opero
+        >>> @opero(retries=2, arg_fallback="key")
+        ... def fetch(item: str, key: list[str] = ["primary", "backup"]) -> str:
+        ...     if key[0] == "primary":
+        ...         raise ConnectionError("primary is down")
+        ...     return f"{item} via {key[0]}"
+        >>> fetch("report")
+        'report via backup'
+    """
+    settings = dict(locals())
+    del settings["func"]
+    config = MappingProxyType(settings)
+
+    def decorate(target: Callable[..., Any]) -> Any:
+        return _decorate(target, config)
+
+    if func is not None:
+        return decorate(func)
+    _validate_early(config)
+    return decorate
+
+
+def _validate_early(config: Mapping[str, Any]) -> RetryPolicy:
+    """Checks that need no function, so ``opero(retries=-1)`` fails before it is applied."""
+    if not isinstance(config["cache"], bool):
+        msg = f"cache must be True or False, got {config['cache']!r}"
+        raise ConfigurationError(msg)
+    return _retry_policy(config)
+
+
+def _retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
+    if config["wait"] is not None:
+        changed = [name for name, default in _BACKOFF_DEFAULTS.items() if config[name] != default]
+        if changed:
+            msg = (
+                f"wait= replaces the built-in backoff; do not also set {', '.join(changed)} "
+                "(put them in the tenacity strategy instead)"
+            )
+            raise ConfigurationError(msg)
+    return RetryPolicy(
+        retries=config["retries"],
+        retry_on=normalize_retry_on(config["retry_on"]),
+        backoff_factor=config["backoff_factor"],
+        min_delay=config["min_delay"],
+        max_delay=config["max_delay"],
+        jitter=config["jitter"],
+        wait=config["wait"],
+    )
+
+
+def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipeline:
+    """Validate ``config`` against ``func`` and build its pipeline (also used by ``@opmap``)."""
+    if not callable(func):
+        msg = f"@opero decorates a function, got {func!r}"
+        raise ConfigurationError(msg)
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        msg = (
+            f"@opero cannot decorate the generator function {func.__qualname__!r}: "
+            "a generator returns before it runs, so there is nothing to retry or cache"
+        )
+        raise ConfigurationError(msg)
+    is_async = inspect.iscoroutinefunction(func)
+    retry = _validate_early(config)
+    cache = None
+    if config["cache"]:
+        cache = CacheLayer(
+            func,
+            backend=config["cache_backend"],
+            ttl=config["cache_ttl"],
+            namespace=config["cache_namespace"],
+            key=config["cache_key"],
+            maxsize=config["cache_maxsize"],
+            backend_config=config["cache_backend_config"],
+        )
+    limiter = None
+    if config["rate_limit"] is not None:
+        limiter = limiter_for_scope(
+            config["rate_limit_scope"],
+            config["rate_limit"],
+            config["rate_limit_burst"],
+            KeyBuilder(func),
+        )
+    fallback = None
+    if config["arg_fallback"] is not None:
+        fallback = FallbackPolicy.for_function(
+            func, config["arg_fallback"], config["fallback_delay"]
+        )
+    callbacks = Callbacks.build(
+        for_async=is_async,
+        on_retry=config["on_retry"],
+        on_success=config["on_success"],
+        on_failure=config["on_failure"],
+        on_cache_hit=config["on_cache_hit"],
+    )
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return Pipeline(
+        func=func,
+        name=f"{module}.{qualname}",
+        retry=retry,
+        cache=cache,
+        limiter=limiter,
+        fallback=fallback,
+        callbacks=callbacks,
+        config=config,
+    )
+
+
+def _decorate(func: Callable[..., Any], config: Mapping[str, Any]) -> Any:
+    pipeline = build_pipeline(func, config)
+    shell = build_async(pipeline) if inspect.iscoroutinefunction(func) else build_sync(pipeline)
+    wrapper = functools.wraps(func)(shell)
+    wrapper.__opero__ = pipeline  # type: ignore[attr-defined]
+    wrapper.statistics = pipeline.statistics  # type: ignore[attr-defined]
+    wrapper.cache_clear = pipeline.cache.clear if pipeline.cache else _nothing_cached  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _nothing_cached() -> None:
+    """``cache_clear`` of a function decorated without ``cache=True``."""
