@@ -14,10 +14,7 @@ lists, sets) are frozen into an equivalent hashable form.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import pickle
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -26,14 +23,13 @@ from typing import Any, final
 from opero.core.backends.memory import MISSING, MemoryBackend
 from opero.exceptions import ConfigurationError
 
-__all__ = ["MISSING", "BACKENDS", "CacheLayer", "KeyBuilder", "clear_cache", "freeze"]
+__all__ = ["BACKENDS", "MISSING", "CacheLayer", "clear_cache", "freeze", "hashable", "key_function"]
 
 logger = logging.getLogger("opero")
 
 #: Backends opero knows, with the extra that provides each (None: built in).
 BACKENDS: dict[str, str | None] = {"memory": None, "disk": "disk", "sqlite": None, "redis": "redis"}
 
-_EMPTY = inspect.Parameter.empty
 _LIVE_LAYERS: weakref.WeakSet[CacheLayer] = weakref.WeakSet()
 
 
@@ -75,6 +71,8 @@ def freeze(value: Any) -> Hashable:
     try:
         hash(value)
     except TypeError:
+        import pickle  # noqa: PLC0415 - rare path; keeps `import opero` light
+
         try:
             return (_PICKLE_TAG, type(value).__qualname__, pickle.dumps(value, protocol=5))
         except Exception as exc:
@@ -87,58 +85,67 @@ def _order(item: tuple[Hashable, Hashable]) -> tuple[str, str]:
     return (type(item[0]).__qualname__, repr(item[0]))
 
 
-@final
-class KeyBuilder:
-    """Turns one call's arguments into a key; the signature is studied once."""
+KeyFunction = Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
 
-    __slots__ = ("_custom", "_defaults", "_func", "_names", "_signature", "_simple_arity")
 
-    def __init__(
-        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None = None
-    ) -> None:
-        self._func = func
-        self._custom = custom
-        try:
-            self._signature: inspect.Signature | None = inspect.signature(func)
-        except (TypeError, ValueError):
-            self._signature = None
-        params = list(self._signature.parameters.values()) if self._signature else []
-        simple = self._signature is not None and all(
-            p.kind is p.POSITIONAL_OR_KEYWORD for p in params
-        )
-        #: Number of parameters when every one is positional-or-keyword, else -1.
-        self._simple_arity = len(params) if simple else -1
-        self._names = tuple(p.name for p in params)
-        self._defaults = tuple(p.default for p in params)
+def key_function(func: Callable[..., Any]) -> KeyFunction:
+    """A function from one call's ``(args, kwargs)`` to its key, specialised to ``func``.
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        if self._custom is not None:
-            return self._custom(self._func, *args, **kwargs)
-        if not kwargs and len(args) == self._simple_arity:
+    The signature is studied once.  When every parameter is
+    positional-or-keyword and the call passes them all positionally, the key
+    is the ``args`` tuple itself; otherwise arguments are bound by name with
+    defaults applied.  A call that does not fit the signature gets ``MISSING``
+    (it is not cached; the call itself then raises its own ``TypeError``).
+    """
+    import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins have no signature
+        return lambda args, kwargs: (args, tuple(sorted(kwargs.items()))) if kwargs else args
+    params = tuple(signature.parameters.values())
+    if not all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+
+        def general(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return MISSING
+            bound.apply_defaults()
+            return (bound.args, tuple(sorted(bound.kwargs.items())))
+
+        return general
+
+    arity = len(params)
+    names = tuple(p.name for p in params)
+    known = frozenset(names)
+    defaults = tuple(p.default for p in params)
+    empty = inspect.Parameter.empty
+
+    def simple(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        if not kwargs and len(args) == arity:
             return args
-        if self._simple_arity >= 0:
-            return self._bind_simple(args, kwargs)
-        if self._signature is None:
-            return (args, tuple(sorted(kwargs.items())))
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return (bound.args, tuple(sorted(bound.kwargs.items())))
-
-    def _bind_simple(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        if len(args) > self._simple_arity or not kwargs.keys() <= set(self._names):
-            # Let the signature produce the same TypeError the call would.
-            assert self._signature is not None
-            self._signature.bind(*args, **kwargs)
+        given = len(args)
+        if given > arity or not known.issuperset(kwargs) or not kwargs.keys().isdisjoint(names[:given]):
+            return MISSING
         values = list(args)
-        for name, default in zip(
-            self._names[len(args) :], self._defaults[len(args) :], strict=True
-        ):
+        for name, default in zip(names[given:], defaults[given:], strict=True):
             value = kwargs.get(name, default)
-            if value is _EMPTY:
-                msg = f"missing a required argument: {name!r}"
-                raise TypeError(msg)
+            if value is empty:
+                return MISSING
             values.append(value)
         return tuple(values)
+
+    return simple
+
+
+def hashable(key: Hashable) -> Hashable:
+    """``key`` itself if hashable, else its frozen form."""
+    try:
+        hash(key)
+    except TypeError:
+        return freeze(key)
+    return key
 
 
 @final
@@ -150,7 +157,7 @@ class CacheLayer:
     again), counted in ``errors``, and the call goes on as if it missed.
     """
 
-    __slots__ = ("__weakref__", "_failing", "backend", "errors", "keys", "namespace", "ttl")
+    __slots__ = ("__weakref__", "_failing", "backend", "errors", "key", "namespace", "read", "ttl")
 
     def __init__(
         self,
@@ -166,40 +173,47 @@ class CacheLayer:
         _validate(backend, ttl, namespace, key, maxsize, backend_config)
         self.namespace = namespace
         self.ttl = None if ttl is None else float(ttl)
-        self.keys = KeyBuilder(func, key)
         self.backend = MemoryBackend(maxsize=maxsize, ttl=self.ttl)
+        #: The backend's own ``get``: the shells call it directly on the hit path
+        #: and fall back to :meth:`get` (which handles failures) if it raises.
+        self.read: Callable[[Hashable], Any] = self.backend.get
         #: Failed key, read and write operations, counted.
         self.errors = 0
         self._failing: set[str] = set()
+        #: ``key(args, kwargs)``: the call's key, or ``MISSING`` to call uncached.
+        self.key: KeyFunction = self._key_function(func, key)
         _LIVE_LAYERS.add(self)
 
-    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        """The call's key, or ``MISSING`` when no key can be built (call uncached)."""
-        try:
-            return self.keys(args, kwargs)
-        except Exception as exc:
-            self._failed("key", exc)
-            return MISSING
+    def _key_function(
+        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None
+    ) -> KeyFunction:
+        if custom is None:
+            return key_function(func)
 
-    def get(self, key: Hashable) -> tuple[Hashable, Any]:
-        """``(key, value)``: the value or ``MISSING``; the key comes back frozen if it had to be."""
-        try:
+        def custom_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
             try:
-                value = self.backend.get(key)
-            except TypeError:
-                key = freeze(key)
-                value = self.backend.get(key)
+                return custom(func, *args, **kwargs)
+            except Exception as exc:
+                self._failed("key", exc)
+                return MISSING
+
+        return custom_key
+
+    def get(self, key: Hashable) -> Any:
+        """The value cached under ``key``, or ``MISSING`` (also when the read failed)."""
+        try:
+            value = self.read(key)
+        except TypeError:
+            return self.get(freeze(key))
         except Exception as exc:
             self._failed("read", exc)
-            return MISSING, MISSING
+            return MISSING
         if self._failing:
             self._failing.discard("read")
-        return key, value
+        return value
 
     def set(self, key: Hashable, value: Any) -> None:
         """Store ``value``; a failure is logged and counted, never raised."""
-        if key is MISSING:
-            return
         try:
             self.backend.set(key, value)
         except Exception as exc:
@@ -323,7 +337,7 @@ class SingleFlight:
             return False, flight.value
         try:
             # A leader that finished just before we registered may have stored it.
-            _, value = layer.get(key)
+            value = layer.get(key)
             computed = value is MISSING
             if computed:
                 value = compute()
@@ -355,12 +369,14 @@ class AsyncSingleFlight:
     __slots__ = ("_flights",)
 
     def __init__(self) -> None:
-        self._flights: dict[tuple[int, Hashable], asyncio.Future[Any]] = {}
+        self._flights: dict[tuple[int, Hashable], Any] = {}  # values: asyncio.Future
 
     async def run(
         self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
     ) -> tuple[bool, Any]:
         """``(computed_here, value)`` for ``key``; ``compute`` returns an awaitable."""
+        import asyncio  # noqa: PLC0415 - loaded already when a loop runs
+
         loop = asyncio.get_running_loop()
         slot = (id(loop), key)
         while True:
@@ -376,7 +392,7 @@ class AsyncSingleFlight:
         future = loop.create_future()
         self._flights[slot] = future
         try:
-            _, value = layer.get(key)
+            value = layer.get(key)
             computed = value is MISSING
             if computed:
                 value = await compute()

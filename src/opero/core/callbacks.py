@@ -9,12 +9,11 @@ the call goes on: monitoring must never break the thing it monitors.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, final
 
+from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
 __all__ = ["Callback", "Callbacks"]
@@ -27,6 +26,8 @@ _ARITY = {"on_retry": 2, "on_success": 1, "on_failure": 1, "on_cache_hit": 0}
 
 def _accepts(func: Callable[..., Any], count: int) -> bool | None:
     """Whether ``func`` can be called with ``count`` positional arguments (None: unknown)."""
+    import inspect  # noqa: PLC0415 - decoration time only
+
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
@@ -39,9 +40,10 @@ def _accepts(func: Callable[..., Any], count: int) -> bool | None:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class Callback:
+class Callback(Frozen):
     """One user callback and how to call it."""
+
+    __slots__ = ("func", "is_async", "name", "with_args")
 
     name: str
     func: Callable[..., Any]
@@ -50,9 +52,16 @@ class Callback:
     #: An ``async def`` callback, awaited by the async shell.
     is_async: bool
 
+    def __init__(
+        self, name: str, func: Callable[..., Any], *, with_args: bool, is_async: bool
+    ) -> None:
+        self._init(name=name, func=func, with_args=with_args, is_async=is_async)
+
     @classmethod
     def build(cls, name: str, func: Callable[..., Any], *, for_async: bool) -> Callback:
         """Check ``func`` and decide how to call it, or raise ConfigurationError."""
+        import inspect  # noqa: PLC0415 - decoration time only
+
         count = _ARITY[name]
         if not callable(func):
             msg = f"{name} must be a callable, got {func!r}"
@@ -98,14 +107,29 @@ class Callback:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class Callbacks:
+class Callbacks(Frozen):
     """The four optional callbacks of one decorated function."""
 
-    on_retry: Callback | None = None
-    on_success: Callback | None = None
-    on_failure: Callback | None = None
-    on_cache_hit: Callback | None = None
+    __slots__ = ("on_cache_hit", "on_failure", "on_retry", "on_success")
+
+    on_retry: Callback | None
+    on_success: Callback | None
+    on_failure: Callback | None
+    on_cache_hit: Callback | None
+
+    def __init__(
+        self,
+        on_retry: Callback | None = None,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+        on_cache_hit: Callback | None = None,
+    ) -> None:
+        self._init(
+            on_retry=on_retry,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_cache_hit=on_cache_hit,
+        )
 
     @classmethod
     def build(cls, *, for_async: bool, **funcs: Callable[..., Any] | None) -> Callbacks:

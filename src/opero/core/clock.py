@@ -9,7 +9,6 @@ object, which keeps the cost on the hot path to one module attribute lookup.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,7 +43,13 @@ class SystemClock:
     # The standard functions themselves, so the hot path pays no extra call.
     now = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
-    async_sleep = staticmethod(asyncio.sleep)
+
+    @staticmethod
+    async def async_sleep(seconds: float) -> None:
+        """``asyncio.sleep``; asyncio is loaded by then, so ``import opero`` stays light."""
+        import asyncio  # noqa: PLC0415
+
+        await asyncio.sleep(seconds)
 
 
 _lock = threading.Lock()
@@ -55,7 +60,7 @@ now: Callable[[], float] = time.monotonic
 #: Blocking sleep of the installed clock.
 sleep: Callable[[float], None] = time.sleep
 #: Non-blocking sleep of the installed clock.
-async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+async_sleep: Callable[[float], Awaitable[None]] = SystemClock.async_sleep
 
 
 def current() -> Clock:

@@ -11,25 +11,23 @@ at decoration time; per call only a tuple slice or a dict copy is made.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, final
 
+from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
 __all__ = ["FallbackPolicy"]
 
-_EMPTY = inspect.Parameter.empty
-
 
 @final
-@dataclass(frozen=True, slots=True)
-class FallbackPolicy:
+class FallbackPolicy(Frozen):
     """Where the fallback parameter is and how to substitute a candidate.
 
     Build it with :meth:`for_function`, which validates the name.
     """
+
+    __slots__ = ("default", "delay", "leading_defaults", "name", "position", "positional_only")
 
     #: The parameter's name.
     name: str
@@ -42,13 +40,33 @@ class FallbackPolicy:
     #: Its default value, or ``inspect.Parameter.empty``.
     default: Any
     #: Seconds to pause between two candidates of one attempt.
-    delay: float = 0.0
+    delay: float
+
+    def __init__(
+        self,
+        name: str,
+        position: int | None,
+        leading_defaults: tuple[Any, ...],
+        positional_only: bool,  # noqa: FBT001
+        default: Any,
+        delay: float = 0.0,
+    ) -> None:
+        self._init(
+            name=name,
+            position=position,
+            leading_defaults=leading_defaults,
+            positional_only=positional_only,
+            default=default,
+            delay=delay,
+        )
 
     @classmethod
     def for_function(
         cls, func: Callable[..., Any], name: str, delay: float = 0.0
     ) -> FallbackPolicy:
         """Locate ``name`` in ``func``'s signature or raise ConfigurationError."""
+        import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
+
         if not isinstance(name, str) or not name:
             msg = f"arg_fallback must be the name of a parameter (a str), got {name!r}"
             raise ConfigurationError(msg)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, final
 
 from opero.core import clock
 from opero.core.cache import CacheLayer
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
+from opero.core.frozen import Frozen
 from opero.core.rate_limit import RateLimit
 from opero.core.retry import RetryPolicy
 from opero.core.stats import Counters, Statistics
@@ -30,21 +30,60 @@ logger = logging.getLogger("opero")
 
 
 @final
-@dataclass(frozen=True, slots=True, eq=False)
-class Pipeline:
+class Pipeline(Frozen):
     """One decorated function's policies, outermost first."""
+
+    __slots__ = (
+        "cache",
+        "callbacks",
+        "config",
+        "counters",
+        "fallback",
+        "func",
+        "limiter",
+        "name",
+        "retry",
+    )
 
     func: Callable[..., Any]
     #: ``module.qualname``, for log lines and error messages (never argument values).
     name: str
     retry: RetryPolicy
-    cache: CacheLayer | None = None
-    limiter: RateLimit | None = None
-    fallback: FallbackPolicy | None = None
-    callbacks: Callbacks = field(default_factory=Callbacks)
+    cache: CacheLayer | None
+    limiter: RateLimit | None
+    fallback: FallbackPolicy | None
+    callbacks: Callbacks
     #: The decorator arguments, as given, for introspection.
-    config: Mapping[str, Any] = field(default_factory=dict)
-    counters: Counters = field(default_factory=Counters)
+    config: Mapping[str, Any]
+    counters: Counters
+
+    def __init__(  # noqa: PLR0913 - one per layer
+        self,
+        func: Callable[..., Any],
+        name: str,
+        retry: RetryPolicy,
+        *,
+        cache: CacheLayer | None = None,
+        limiter: RateLimit | None = None,
+        fallback: FallbackPolicy | None = None,
+        callbacks: Callbacks | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._init(
+            func=func,
+            name=name,
+            retry=retry,
+            cache=cache,
+            limiter=limiter,
+            fallback=fallback,
+            callbacks=callbacks if callbacks is not None else Callbacks(),
+            config=config if config is not None else {},
+            counters=Counters(),
+        )
+
+    # A pipeline is one function's live state: identity, not value, equality.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -84,11 +123,9 @@ class Pipeline:
                 logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
         return delay
 
-    def cache_hit(self) -> None:
-        """Count and log a cache hit."""
-        next(self.counters.cache_hits)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("opero: %s cache hit", self.name)
+    def log_hit(self) -> None:
+        """Log a cache hit (at DEBUG, by function name only)."""
+        logger.debug("opero: %s cache hit", self.name)
 
     def non_retryable(self, error: BaseException) -> None:
         """Account an error that ``retry_on`` does not cover (it propagates as is)."""

@@ -11,11 +11,10 @@ tenacity's per-call machinery never touches a successful call.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, final
 
+from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
 __all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on"]
@@ -50,8 +49,7 @@ def _check_delay(name: str, value: float) -> None:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Frozen):
     """How many times to retry and how long to wait in between.
 
     ``retries=N`` allows up to N+1 attempts.  The delay before retry attempt
@@ -60,42 +58,58 @@ class RetryPolicy:
     jitter"), which spreads out clients that failed together.
     """
 
-    retries: int = 3
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-    backoff_factor: float = 1.5
-    min_delay: float = 0.1
-    max_delay: float = 30.0
-    jitter: bool = False
-    #: A tenacity wait strategy used instead of the built-in backoff.
-    wait: WaitStrategy | None = field(default=None)
+    __slots__ = ("backoff_factor", "jitter", "max_delay", "min_delay", "retries", "retry_on", "wait")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
-            msg = f"retries must be an int >= 0, got {self.retries!r}"
+    retries: int
+    retry_on: tuple[type[BaseException], ...]
+    backoff_factor: float
+    min_delay: float
+    max_delay: float
+    jitter: bool
+    #: A tenacity wait strategy used instead of the built-in backoff.
+    wait: WaitStrategy | None
+
+    def __init__(
+        self,
+        retries: int = 3,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        backoff_factor: float = 1.5,
+        min_delay: float = 0.1,
+        max_delay: float = 30.0,
+        jitter: bool = False,  # noqa: FBT001, FBT002 - mirrors the decorator keyword
+        wait: WaitStrategy | None = None,
+    ) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            msg = f"retries must be an int >= 0, got {retries!r}"
             raise ConfigurationError(msg)
-        if self.retries < 0:
-            msg = f"retries must be >= 0 (retries=N means up to N+1 attempts), got {self.retries}"
+        if retries < 0:
+            msg = f"retries must be >= 0 (retries=N means up to N+1 attempts), got {retries}"
             raise ConfigurationError(msg)
-        _check_delay("min_delay", self.min_delay)
-        _check_delay("max_delay", self.max_delay)
-        if self.max_delay < self.min_delay:
-            msg = (
-                f"max_delay ({self.max_delay}) must be >= min_delay ({self.min_delay})"
-            )
+        _check_delay("min_delay", min_delay)
+        _check_delay("max_delay", max_delay)
+        if max_delay < min_delay:
+            msg = f"max_delay ({max_delay}) must be >= min_delay ({min_delay})"
             raise ConfigurationError(msg)
-        factor = self.backoff_factor
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
-            math.isfinite(factor) and factor >= 1
+        if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, (int, float)) or not (
+            math.isfinite(backoff_factor) and backoff_factor >= 1
         ):
-            msg = f"backoff_factor must be a finite number >= 1, got {factor!r}"
+            msg = f"backoff_factor must be a finite number >= 1, got {backoff_factor!r}"
             raise ConfigurationError(msg)
-        if not isinstance(self.jitter, bool):
-            msg = f"jitter must be True or False, got {self.jitter!r}"
+        if not isinstance(jitter, bool):
+            msg = f"jitter must be True or False, got {jitter!r}"
             raise ConfigurationError(msg)
-        if self.wait is not None and not callable(self.wait):
-            msg = f"wait must be a tenacity wait strategy (a callable), got {self.wait!r}"
+        if wait is not None and not callable(wait):
+            msg = f"wait must be a tenacity wait strategy (a callable), got {wait!r}"
             raise ConfigurationError(msg)
-        normalize_retry_on(self.retry_on)
+        self._init(
+            retries=retries,
+            retry_on=normalize_retry_on(retry_on),
+            backoff_factor=float(backoff_factor),
+            min_delay=float(min_delay),
+            max_delay=float(max_delay),
+            jitter=jitter,
+            wait=wait,
+        )
 
     @property
     def max_attempts(self) -> int:
@@ -105,7 +119,7 @@ class RetryPolicy:
     def bound(self, attempt: int) -> float:
         """The un-jittered delay before retry attempt ``attempt`` (1-based)."""
         try:
-            value = self.min_delay * float(self.backoff_factor) ** (attempt - 1)
+            value = self.min_delay * self.backoff_factor ** (attempt - 1)
         except OverflowError:  # a long-running retry loop: the cap has long applied
             return self.max_delay
         return min(self.max_delay, value)
@@ -121,5 +135,7 @@ class RetryPolicy:
             return value if value > 0 and math.isfinite(value) else 0.0
         bound = self.bound(attempt)
         if self.jitter:
+            import random  # noqa: PLC0415 - only jittered retries pay for the import
+
             return random.uniform(0.0, bound)
         return bound

@@ -10,14 +10,18 @@ one ``try`` around the function.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from opero.core import clock
-from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight
+from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight, hashable
 from opero.core.pipeline import Pipeline, Run
 
 __all__ = ["build_async", "build_sync"]
+
+DEBUG = logging.DEBUG
+debug_enabled = logging.getLogger("opero").isEnabledFor
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
@@ -89,26 +93,28 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         # Without a limiter this is the whole wrapper: one try around the call.
         return attempts if limiter is None else limited
 
-    def hit(value: Any) -> Any:
-        p.cache_hit()
+    key_of, read, safe_read = cache.key, cache.read, cache.get
+    hits = p.counters.cache_hits
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        key: Hashable = key_of(args, kwargs)
+        if key is MISSING:
+            return limited(*args, **kwargs)
+        try:
+            value = read(key)
+        except Exception:  # unhashable key or a failing backend: the careful path
+            value = safe_read(key)
+        if value is MISSING:
+            computed, value = flights.run(cache, hashable(key), lambda: limited(*args, **kwargs))
+            if computed:
+                next(misses)
+                return value
+        next(hits)
+        if debug_enabled(DEBUG):
+            p.log_hit()
         if on_hit is not None:
             on_hit.fire()
         return value
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = cache.key(args, kwargs)
-        if key is MISSING:
-            return limited(*args, **kwargs)
-        key, value = cache.get(key)
-        if value is not MISSING:
-            return hit(value)
-        if key is MISSING:  # the read failed: call through, do not store
-            return limited(*args, **kwargs)
-        computed, value = flights.run(cache, key, lambda: limited(*args, **kwargs))
-        if computed:
-            next(misses)
-            return value
-        return hit(value)
 
     return call
 
@@ -181,25 +187,29 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     if cache is None:
         return attempts if limiter is None else limited
 
+    key_of, read, safe_read = cache.key, cache.read, cache.get
+    hits = p.counters.cache_hits
+
     async def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = cache.key(args, kwargs)
+        key: Hashable = key_of(args, kwargs)
         if key is MISSING:
             return await limited(*args, **kwargs)
-        key, value = cache.get(key)
-        if value is not MISSING:
-            p.cache_hit()
-            if on_hit is not None:
-                await on_hit.fire_async()
-            return value
-        if key is MISSING:
-            return await limited(*args, **kwargs)
-        computed, value = await flights.run(cache, key, lambda: limited(*args, **kwargs))
-        if computed:
-            next(misses)
-        else:
-            p.cache_hit()
-            if on_hit is not None:
-                await on_hit.fire_async()
+        try:
+            value = read(key)
+        except Exception:  # unhashable key or a failing backend: the careful path
+            value = safe_read(key)
+        if value is MISSING:
+            computed, value = await flights.run(
+                cache, hashable(key), lambda: limited(*args, **kwargs)
+            )
+            if computed:
+                next(misses)
+                return value
+        next(hits)
+        if debug_enabled(DEBUG):
+            p.log_hit()
+        if on_hit is not None:
+            await on_hit.fire_async()
         return value
 
     return call

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
 from typing import final
+
+from opero.core.frozen import Frozen
 
 __all__ = ["Counters", "Statistics"]
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class Statistics:
+class Statistics(Frozen):
     """A snapshot of what one decorated function has done since it was decorated."""
+
+    __slots__ = (
+        "attempts",
+        "cache_errors",
+        "cache_hits",
+        "cache_misses",
+        "calls",
+        "failures",
+        "fallbacks",
+        "retries",
+        "waited",
+    )
 
     #: Calls of the decorated function.
     calls: int
@@ -40,6 +52,31 @@ class Statistics:
     cache_errors: int
     #: Seconds spent waiting: backoff, fallback pauses and rate limiting.
     waited: float
+
+    def __init__(  # noqa: PLR0913 - one field each
+        self,
+        *,
+        calls: int,
+        attempts: int,
+        retries: int,
+        fallbacks: int,
+        failures: int,
+        cache_hits: int,
+        cache_misses: int,
+        cache_errors: int,
+        waited: float,
+    ) -> None:
+        self._init(
+            calls=calls,
+            attempts=attempts,
+            retries=retries,
+            fallbacks=fallbacks,
+            failures=failures,
+            cache_hits=cache_hits,
+            cache_misses=cache_misses,
+            cache_errors=cache_errors,
+            waited=waited,
+        )
 
 
 def _value(counter: itertools.count[int]) -> int:

@@ -8,12 +8,12 @@ decoration time, then hands them to the sync or async shell, chosen by one
 from __future__ import annotations
 
 import functools
-import inspect
+
 from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from opero.core.cache import CacheLayer, KeyBuilder
+from opero.core.cache import CacheLayer, key_function
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.pipeline import Pipeline
@@ -194,6 +194,8 @@ def _retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
 
 def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipeline:
     """Validate ``config`` against ``func`` and build its pipeline (also used by ``@opmap``)."""
+    import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
+
     if not callable(func):
         msg = f"@opero decorates a function, got {func!r}"
         raise ConfigurationError(msg)
@@ -222,7 +224,7 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
             config["rate_limit_scope"],
             config["rate_limit"],
             config["rate_limit_burst"],
-            KeyBuilder(func),
+            key_function(func),
         )
     fallback = None
     if config["arg_fallback"] is not None:
@@ -251,6 +253,8 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
 
 
 def _decorate(func: Callable[..., Any], config: Mapping[str, Any]) -> Any:
+    import inspect  # noqa: PLC0415
+
     pipeline = build_pipeline(func, config)
     shell = build_async(pipeline) if inspect.iscoroutinefunction(func) else build_sync(pipeline)
     wrapper = functools.wraps(func)(shell)

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from opero.core.pipeline import Pipeline
@@ -47,7 +46,7 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
         name: _describe(value) for name, value in pipeline.config.items()
     }
     info["layers"] = list(pipeline.layers)
-    info["statistics"] = asdict(pipeline.statistics())
+    info["statistics"] = pipeline.statistics().as_dict()
     return info
 
 

@@ -40,28 +40,35 @@ class MemoryBackend:
         self.maxsize = maxsize
         #: Seconds an entry lives; ``None`` for forever.
         self.ttl = ttl
-        self._data: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[Any, float | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
         """The value stored under ``key``, or ``MISSING``.
 
+        Reads take no lock: each ``OrderedDict`` operation is atomic, and an
+        entry evicted between two of them is simply still returned once.
         Raises ``TypeError`` for an unhashable key (the cache layer then
         freezes the key and asks again).
         """
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return MISSING
-            if self.ttl is not None and entry[1] <= clock.now():
-                del self._data[key]
-                return MISSING
+        entry = self._data.get(key)
+        if entry is None:
+            return MISSING
+        expires = entry[1]
+        if expires is not None and expires <= clock.now():
+            with self._lock:
+                if self._data.get(key) is entry:
+                    del self._data[key]
+            return MISSING
+        try:
             self._data.move_to_end(key)
-            return entry[0]
+        except KeyError:
+            pass
+        return entry[0]
 
     def set(self, key: Hashable, value: Any) -> None:
         """Store ``value``, evicting the least recently used entry beyond ``maxsize``."""
-        expires = clock.now() + self.ttl if self.ttl is not None else 0.0
+        expires = clock.now() + self.ttl if self.ttl is not None else None
         with self._lock:
             self._data[key] = (value, expires)
             self._data.move_to_end(key)
