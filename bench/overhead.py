@@ -169,7 +169,9 @@ def main() -> int:
     over = sync["@opero()"] - base
     ten = sync["tenacity.retry"] - base
     check(f"@opero() overhead {over * 1e6:.3f} µs <= 1.0 µs", over <= 1.0e-6)
-    check(f"@opero() overhead is 1/{ten / over:.0f} of tenacity's (target <= 1/20)", over * 20 <= ten)
+    check(
+        f"@opero() overhead is 1/{ten / over:.0f} of tenacity's (target <= 1/20)", over * 20 <= ten
+    )
 
     asy = async_table()
     abase = asy["plain await"]
@@ -178,7 +180,10 @@ def main() -> int:
         print(f"  {name:36s} {t * 1e6:8.3f} µs {(t - abase) * 1e6:8.3f} µs")
     aover = asy["@opero()"] - abase
     aten = asy["tenacity.retry"] - abase
-    check(f"async @opero() overhead is 1/{aten / aover:.0f} of tenacity's (target <= 1/10)", aover * 10 <= aten)
+    check(
+        f"async @opero() overhead is 1/{aten / aover:.0f} of tenacity's (target <= 1/10)",
+        aover * 10 <= aten,
+    )
 
     cache = cache_table()
     print("\nmemory-cache hit                         per call")

@@ -44,7 +44,9 @@ def _demo() -> int:
     keys = ["revoked-primary", "backup-key"]
     print("2. Key fallback: the first API key is revoked, the second works:")
     print(f"   -> {call_api('weather', api_key=keys)}")
-    print(f"   fallbacks used: {call_api.statistics().fallbacks} (keys are never printed or logged)\n")
+    print(
+        f"   fallbacks used: {call_api.statistics().fallbacks} (keys are never printed or logged)\n"
+    )
 
     # 3. Cache: the second call never runs the function.
     runs = [0]
@@ -52,7 +54,7 @@ def _demo() -> int:
     @opero(cache=True, cache_ttl=60)
     def slow_square(x: int) -> int:
         runs[0] += 1
-        time.sleep(0.2)
+        time.sleep(0.1)
         return x * x
 
     print("3. Cache: the same call twice:")
@@ -60,7 +62,8 @@ def _demo() -> int:
         start = time.perf_counter()
         value = slow_square(12)
         print(f"   slow_square(12) = {value} in {time.perf_counter() - start:.3f}s")
-    print(f"   the function ran {runs[0]} time(s); cache hits: {slow_square.statistics().cache_hits}\n")
+    hits = slow_square.statistics().cache_hits
+    print(f"   the function ran {runs[0]} time(s); cache hits: {hits}\n")
 
     # 4. Rate limit: calls spaced evenly.
     @opero(rate_limit=10)

@@ -1,1 +1,1 @@
-"""The policies behind the decorators: cache, rate limit, retry, fallback, and the shells that drive them."""
+"""The policies behind the decorators (cache, rate limit, retry, fallback) and their shells."""

@@ -23,7 +23,7 @@ from typing import Any, final
 from opero.core.backends.memory import MISSING, MemoryBackend
 from opero.exceptions import ConfigurationError
 
-__all__ = ["BACKENDS", "MISSING", "CacheLayer", "clear_cache", "freeze", "hashable", "key_function"]
+__all__ = ["BACKENDS", "MISSING", "CacheLayer", "clear_cache", "freeze", "key_function"]
 
 logger = logging.getLogger("opero")
 
@@ -126,7 +126,11 @@ def key_function(func: Callable[..., Any]) -> KeyFunction:
         if not kwargs and len(args) == arity:
             return args
         given = len(args)
-        if given > arity or not known.issuperset(kwargs) or not kwargs.keys().isdisjoint(names[:given]):
+        if (
+            given > arity
+            or not known.issuperset(kwargs)
+            or not kwargs.keys().isdisjoint(names[:given])
+        ):
             return MISSING
         values = list(args)
         for name, default in zip(names[given:], defaults[given:], strict=True):
@@ -137,15 +141,6 @@ def key_function(func: Callable[..., Any]) -> KeyFunction:
         return tuple(values)
 
     return simple
-
-
-def hashable(key: Hashable) -> Hashable:
-    """``key`` itself if hashable, else its frozen form."""
-    try:
-        hash(key)
-    except TypeError:
-        return freeze(key)
-    return key
 
 
 @final
@@ -170,7 +165,14 @@ class CacheLayer:
         maxsize: int | None = 4096,
         backend_config: dict[str, Any] | None = None,
     ) -> None:
-        _validate(backend, ttl, namespace, key, maxsize, backend_config)
+        _validate(
+            backend=backend,
+            ttl=ttl,
+            namespace=namespace,
+            key=key,
+            maxsize=maxsize,
+            backend_config=backend_config,
+        )
         self.namespace = namespace
         self.ttl = None if ttl is None else float(ttl)
         self.backend = MemoryBackend(maxsize=maxsize, ttl=self.ttl)
@@ -204,13 +206,29 @@ class CacheLayer:
         try:
             value = self.read(key)
         except TypeError:
-            return self.get(freeze(key))
+            try:
+                frozen = freeze(key)
+            except TypeError:
+                return MISSING  # no key can be built; hashable() reports it
+            return self.get(frozen)
         except Exception as exc:
             self._failed("read", exc)
             return MISSING
         if self._failing:
             self._failing.discard("read")
         return value
+
+    def hashable(self, key: Hashable) -> Hashable:
+        """``key`` itself if hashable, else its frozen form, or ``MISSING`` if it has none."""
+        try:
+            hash(key)
+        except TypeError:
+            try:
+                return freeze(key)
+            except TypeError as exc:
+                self._failed("key", exc)
+                return MISSING
+        return key
 
     def set(self, key: Hashable, value: Any) -> None:
         """Store ``value``; a failure is logged and counted, never raised."""
@@ -241,6 +259,7 @@ class CacheLayer:
 
 
 def _validate(
+    *,
     backend: str,
     ttl: float | None,
     namespace: str,
@@ -269,7 +288,9 @@ def _validate(
         msg = f"cache_namespace must be a non-empty str, got {namespace!r}"
         raise ConfigurationError(msg)
     if key is not None and not callable(key):
-        msg = f"cache_key must be a callable called as cache_key(func, *args, **kwargs), got {key!r}"
+        msg = (
+            f"cache_key must be a callable called as cache_key(func, *args, **kwargs), got {key!r}"
+        )
         raise ConfigurationError(msg)
     if maxsize is not None and (
         isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
@@ -321,9 +342,7 @@ class SingleFlight:
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
 
-    def run(
-        self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
-    ) -> tuple[bool, Any]:
+    def run(self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
         """``(computed_here, value)`` for ``key``: computed by this thread or by another."""
         with self._lock:
             flight = self._flights.get(key)

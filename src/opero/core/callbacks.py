@@ -68,7 +68,9 @@ class Callback(Frozen):
             raise ConfigurationError(msg)
         is_async = inspect.iscoroutinefunction(func)
         if is_async and not for_async:
-            msg = f"{name} is an async function, but the decorated function is sync; use a plain def"
+            msg = (
+                f"{name} is an async function, but the decorated function is sync; use a plain def"
+            )
             raise ConfigurationError(msg)
         full = _accepts(func, count)
         if full is None or full:
@@ -85,7 +87,7 @@ class Callback(Frozen):
         raise ConfigurationError(msg)
 
     def fire(self, *args: Any) -> Any:
-        """Call it; return what it returned (an awaitable for async callbacks), or None if it raised."""
+        """Call it; return its result (an awaitable for async callbacks), or None if it raised."""
         try:
             return self.func(*args) if self.with_args else self.func()
         except Exception:

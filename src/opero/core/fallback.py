@@ -44,10 +44,11 @@ class FallbackPolicy(Frozen):
 
     def __init__(
         self,
+        *,
         name: str,
         position: int | None,
         leading_defaults: tuple[Any, ...],
-        positional_only: bool,  # noqa: FBT001
+        positional_only: bool,
         default: Any,
         delay: float = 0.0,
     ) -> None:

@@ -57,7 +57,7 @@ class Pipeline(Frozen):
     config: Mapping[str, Any]
     counters: Counters
 
-    def __init__(  # noqa: PLR0913 - one per layer
+    def __init__(
         self,
         func: Callable[..., Any],
         name: str,
@@ -115,7 +115,7 @@ class Pipeline(Frozen):
 
     def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """Reserve this call's start with the limiter; the seconds to wait (0 if none)."""
-        assert self.limiter is not None  # noqa: S101 - only called when a limiter is set
+        assert self.limiter is not None
         delay = self.limiter.reserve_for(args, kwargs, clock.now())
         if delay > 0:
             self.counters.add_wait(delay)
@@ -145,7 +145,16 @@ class Run:
     allocates one.
     """
 
-    __slots__ = ("args", "attempt", "candidates", "errors", "index", "kwargs", "pipeline", "started")
+    __slots__ = (
+        "args",
+        "attempt",
+        "candidates",
+        "errors",
+        "index",
+        "kwargs",
+        "pipeline",
+        "started",
+    )
 
     def __init__(
         self,

@@ -28,8 +28,10 @@ _PRUNE_AT: Final = 1024
 
 
 def _check_rate(rate: float, burst: int) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
-        math.isfinite(rate) and rate > 0
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not (math.isfinite(rate) and rate > 0)
     ):
         msg = (
             "rate_limit must be a number of calls per second > 0 "

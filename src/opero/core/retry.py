@@ -58,7 +58,15 @@ class RetryPolicy(Frozen):
     jitter"), which spreads out clients that failed together.
     """
 
-    __slots__ = ("backoff_factor", "jitter", "max_delay", "min_delay", "retries", "retry_on", "wait")
+    __slots__ = (
+        "backoff_factor",
+        "jitter",
+        "max_delay",
+        "min_delay",
+        "retries",
+        "retry_on",
+        "wait",
+    )
 
     retries: int
     retry_on: tuple[type[BaseException], ...]
@@ -71,12 +79,13 @@ class RetryPolicy(Frozen):
 
     def __init__(
         self,
+        *,
         retries: int = 3,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         backoff_factor: float = 1.5,
         min_delay: float = 0.1,
         max_delay: float = 30.0,
-        jitter: bool = False,  # noqa: FBT001, FBT002 - mirrors the decorator keyword
+        jitter: bool = False,
         wait: WaitStrategy | None = None,
     ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int):
@@ -90,8 +99,10 @@ class RetryPolicy(Frozen):
         if max_delay < min_delay:
             msg = f"max_delay ({max_delay}) must be >= min_delay ({min_delay})"
             raise ConfigurationError(msg)
-        if isinstance(backoff_factor, bool) or not isinstance(backoff_factor, (int, float)) or not (
-            math.isfinite(backoff_factor) and backoff_factor >= 1
+        if (
+            isinstance(backoff_factor, bool)
+            or not isinstance(backoff_factor, (int, float))
+            or not (math.isfinite(backoff_factor) and backoff_factor >= 1)
         ):
             msg = f"backoff_factor must be a finite number >= 1, got {backoff_factor!r}"
             raise ConfigurationError(msg)

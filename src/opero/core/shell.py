@@ -15,13 +15,23 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from opero.core import clock
-from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight, hashable
+from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight
 from opero.core.pipeline import Pipeline, Run
 
 __all__ = ["build_async", "build_sync"]
 
 DEBUG = logging.DEBUG
 debug_enabled = logging.getLogger("opero").isEnabledFor
+
+
+def is_call_error(error: BaseException) -> bool:
+    """A TypeError raised by the call itself (arguments that do not fit), not inside the function.
+
+    Such a call can never succeed, so it is not retried.  The traceback tells:
+    it stops at the shell's own frame instead of reaching into the function.
+    """
+    tb = error.__traceback__
+    return type(error) is TypeError and tb is not None and tb.tb_next is None
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
@@ -31,11 +41,16 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
     cache, limiter = p.cache, p.limiter
     has_fallback = p.fallback is not None
     cb = p.callbacks
-    on_success, on_failure, on_retry, on_hit = cb.on_success, cb.on_failure, cb.on_retry, cb.on_cache_hit
+    on_success, on_failure, on_retry, on_hit = (
+        cb.on_success,
+        cb.on_failure,
+        cb.on_retry,
+        cb.on_cache_hit,
+    )
     entries, misses = p.counters.entries, p.counters.cache_misses
     flights = SingleFlight()
 
-    def failed(error: Exception) -> None:
+    def failed(error: BaseException) -> None:
         p.non_retryable(error)
         if on_failure is not None:
             on_failure.fire(error)
@@ -56,6 +71,9 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
             try:
                 return fn(*args, **kwargs)
             except retry_on as exc:
+                if is_call_error(exc):
+                    failed(exc)
+                    raise
                 error = exc
             except Exception as exc:
                 failed(exc)
@@ -69,6 +87,9 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         try:
             result = fn(*call_args, **call_kwargs)
         except retry_on as exc:
+            if is_call_error(exc):
+                failed(exc)
+                raise
             error: BaseException = exc
         except Exception as exc:
             failed(exc)
@@ -105,7 +126,10 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         except Exception:  # unhashable key or a failing backend: the careful path
             value = safe_read(key)
         if value is MISSING:
-            computed, value = flights.run(cache, hashable(key), lambda: limited(*args, **kwargs))
+            key = cache.hashable(key)
+            if key is MISSING:
+                return limited(*args, **kwargs)
+            computed, value = flights.run(cache, key, lambda: limited(*args, **kwargs))
             if computed:
                 next(misses)
                 return value
@@ -126,11 +150,16 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     cache, limiter = p.cache, p.limiter
     has_fallback = p.fallback is not None
     cb = p.callbacks
-    on_success, on_failure, on_retry, on_hit = cb.on_success, cb.on_failure, cb.on_retry, cb.on_cache_hit
+    on_success, on_failure, on_retry, on_hit = (
+        cb.on_success,
+        cb.on_failure,
+        cb.on_retry,
+        cb.on_cache_hit,
+    )
     entries, misses = p.counters.entries, p.counters.cache_misses
     flights = AsyncSingleFlight()
 
-    async def failed(error: Exception) -> None:
+    async def failed(error: BaseException) -> None:
         p.non_retryable(error)
         if on_failure is not None:
             await on_failure.fire_async(error)
@@ -151,6 +180,9 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
             try:
                 return await fn(*args, **kwargs)
             except retry_on as exc:
+                if is_call_error(exc):
+                    await failed(exc)
+                    raise
                 error = exc
             except Exception as exc:
                 await failed(exc)
@@ -164,6 +196,9 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         try:
             result = await fn(*call_args, **call_kwargs)
         except retry_on as exc:
+            if is_call_error(exc):
+                await failed(exc)
+                raise
             error: BaseException = exc
         except Exception as exc:
             await failed(exc)
@@ -199,9 +234,10 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         except Exception:  # unhashable key or a failing backend: the careful path
             value = safe_read(key)
         if value is MISSING:
-            computed, value = await flights.run(
-                cache, hashable(key), lambda: limited(*args, **kwargs)
-            )
+            key = cache.hashable(key)
+            if key is MISSING:
+                return await limited(*args, **kwargs)
+            computed, value = await flights.run(cache, key, lambda: limited(*args, **kwargs))
             if computed:
                 next(misses)
                 return value

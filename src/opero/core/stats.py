@@ -53,7 +53,7 @@ class Statistics(Frozen):
     #: Seconds spent waiting: backoff, fallback pauses and rate limiting.
     waited: float
 
-    def __init__(  # noqa: PLR0913 - one field each
+    def __init__(
         self,
         *,
         calls: int,

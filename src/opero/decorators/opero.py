@@ -8,7 +8,6 @@ decoration time, then hands them to the sync or async shell, chosen by one
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
@@ -38,7 +37,10 @@ _BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 class OperoFunction(Protocol[P, R_co]):
     """A function decorated with ``@opero``: same signature, plus cache and stats helpers."""
 
-    __wrapped__: Callable[P, R_co]
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]:
+        """The undecorated function."""
+        ...
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
@@ -82,7 +84,7 @@ def opero(
 ) -> Callable[[Callable[P, R]], OperoFunction[P, R]]: ...
 
 
-def opero(  # noqa: PLR0913 - the documented API
+def opero(
     func: Callable[..., Any] | None = None,
     /,
     *,

@@ -42,9 +42,7 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     }
     if pipeline is None:
         return info
-    info["configuration"] = {
-        name: _describe(value) for name, value in pipeline.config.items()
-    }
+    info["configuration"] = {name: _describe(value) for name, value in pipeline.config.items()}
     info["layers"] = list(pipeline.layers)
     info["statistics"] = pipeline.statistics().as_dict()
     return info
@@ -68,9 +66,7 @@ def analyze_function(func: Callable[..., Any]) -> str:
         return f"Function '{name}' is not decorated with Opero."
     config = info["configuration"]
     lines = [f"Analysis of '{name}':", "  ✓ @opero decorator applied"]
-    lines.append(
-        f"    - Retries: {config['retries']} (up to {config['retries'] + 1} attempts)"
-    )
+    lines.append(f"    - Retries: {config['retries']} (up to {config['retries'] + 1} attempts)")
     if config["wait"] is not None:
         lines.append(f"    - Backoff: tenacity strategy {config['wait']}")
     else:
@@ -86,9 +82,7 @@ def analyze_function(func: Callable[..., Any]) -> str:
             f"namespace: {config['cache_namespace']}"
         )
     if config["rate_limit"] is not None:
-        lines.append(
-            f"    - Rate limit: {config['rate_limit']}/sec ({config['rate_limit_scope']})"
-        )
+        lines.append(f"    - Rate limit: {config['rate_limit']}/sec ({config['rate_limit_scope']})")
     if config["arg_fallback"] is not None:
         lines.append(f"    - Fallback parameter: {config['arg_fallback']}")
     lines.append("  Resilience layers (outer to inner):")

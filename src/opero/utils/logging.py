@@ -23,7 +23,7 @@ _handler: logging.Handler | None = None
 
 def configure_logging(
     level: int | str = logging.INFO,
-    format: str = _DEFAULT_FORMAT,  # noqa: A002 - the documented parameter name
+    format: str = _DEFAULT_FORMAT,
     stream: TextIO | None = None,
 ) -> logging.Logger:
     """Send opero's log lines to ``stream`` (stderr by default) at ``level``; return the logger.

@@ -60,9 +60,9 @@ class MemoryBackend:
                 if self._data.get(key) is entry:
                     del self._data[key]
             return MISSING
-        try:
+        try:  # noqa: SIM105 - contextlib.suppress costs a call on every hit
             self._data.move_to_end(key)
-        except KeyError:
+        except KeyError:  # evicted by another thread just now
             pass
         return entry[0]
 
