@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from importlib.metadata import version
@@ -57,8 +58,6 @@ def test_all_failed_error_can_be_built_directly() -> None:
 
 
 def test_all_failed_error_survives_pickling() -> None:
-    import pickle
-
     error = opero.AllFailedError("All 1 attempts failed", errors=[ValueError("a")])
     clone = pickle.loads(pickle.dumps(error))
     assert clone.attempt_count == 1

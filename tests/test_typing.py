@@ -17,7 +17,7 @@ def test_mypy_strict_on_signature_checks() -> None:
     if shutil.which("mypy") is None and not (Path(sys.executable).parent / "mypy").exists():
         pytest.skip("mypy is not installed (pip install -e '.[dev]')")
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--warn-unused-ignores", str(ROOT / "tests/typing")],
+        [sys.executable, "-m", "mypy", "--strict", "--warn-unused-ignores", "tests/typing"],
         capture_output=True,
         text=True,
         cwd=ROOT,

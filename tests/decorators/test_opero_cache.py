@@ -170,7 +170,7 @@ def test_unhashable_unpicklable_argument_calls_through_with_one_warning(
 
 def test_ttl_expires_on_the_fake_clock(clock: FakeClock) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True, cache_ttl=60)(lambda x: counter(x))
+    f = opero(cache=True, cache_ttl=60)(counter)
     f(1)
     clock.advance(59.9)
     f(1)
@@ -185,7 +185,7 @@ def test_ttl_expires_on_the_fake_clock(clock: FakeClock) -> None:
 
 def test_no_ttl_never_expires(clock: FakeClock) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True)(lambda x: counter(x))
+    f = opero(cache=True)(counter)
     f(1)
     clock.advance(10**9)
     f(1)
@@ -194,7 +194,7 @@ def test_no_ttl_never_expires(clock: FakeClock) -> None:
 
 def test_maxsize_evicts_least_recently_used(clock: FakeClock) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True, cache_maxsize=2)(lambda x: counter(x))
+    f = opero(cache=True, cache_maxsize=2)(counter)
     f(1)
     f(2)
     f(1)  # 1 is now most recent
@@ -208,8 +208,8 @@ def test_maxsize_evicts_least_recently_used(clock: FakeClock) -> None:
 
 def test_cache_clear_and_clear_cache_by_namespace(clock: FakeClock) -> None:
     a_calls, b_calls = Counter(lambda x: x), Counter(lambda x: x)
-    a = opero(cache=True, cache_namespace="ns-a")(lambda x: a_calls(x))
-    b = opero(cache=True, cache_namespace="ns-b")(lambda x: b_calls(x))
+    a = opero(cache=True, cache_namespace="ns-a")(a_calls)
+    b = opero(cache=True, cache_namespace="ns-b")(b_calls)
     a(1)
     b(1)
     clear_cache(namespace="ns-a")
@@ -258,7 +258,7 @@ def test_failing_cache_key_calls_through_and_warns_once(
     def bad_key(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
         return str(kwargs["missing"])
 
-    f = opero(cache=True, cache_key=bad_key)(lambda x: counter(x))
+    f = opero(cache=True, cache_key=bad_key)(counter)
     with caplog.at_level(logging.WARNING, logger="opero"):
         assert [f(1), f(1), f(1)] == [1, 1, 1]
     assert counter.calls == 3
@@ -433,8 +433,8 @@ def test_cache_hit_skips_retries_and_calls(clock: FakeClock) -> None:
     ("kwargs", "needle"),
     [
         ({"cache_backend": "nosql"}, "cache_backend"),
-        ({"cache_backend": "redis"}, 'opero[redis]'),
-        ({"cache_backend": "disk"}, 'opero[disk]'),
+        ({"cache_backend": "redis"}, "opero[redis]"),
+        ({"cache_backend": "disk"}, "opero[disk]"),
         ({"cache_ttl": 0}, "cache_ttl"),
         ({"cache_ttl": -1}, "cache_ttl"),
         ({"cache_ttl": "60"}, "cache_ttl"),
@@ -453,3 +453,15 @@ def test_bad_cache_settings_fail_at_decoration(kwargs: dict[str, Any], needle: s
 def test_cache_must_be_bool() -> None:
     with pytest.raises(ConfigurationError, match="cache must be True or False"):
         opero(cache="yes")  # type: ignore[arg-type]
+
+
+def test_failed_computation_counts_as_a_miss(clock: FakeClock) -> None:
+    @opero(cache=True, retries=0)
+    def broken(x: int) -> int:
+        raise ConnectionError("down")
+
+    for _ in range(2):
+        with pytest.raises(AllFailedError):
+            broken(1)
+    stats = broken.statistics()
+    assert (stats.calls, stats.cache_misses, stats.cache_hits, stats.failures) == (2, 2, 0, 2)

@@ -128,7 +128,9 @@ def test_star_args_parameter_is_rejected() -> None:
 
 def test_fallback_runs_inside_each_retry_attempt(clock: FakeClock) -> None:
     call, seen = recorder({"a", "b", "c"})
-    wrapped = opero(retries=2, min_delay=1, backoff_factor=2, arg_fallback="api_key", fallback_delay=0.25)(call)
+    wrapped = opero(
+        retries=2, min_delay=1, backoff_factor=2, arg_fallback="api_key", fallback_delay=0.25
+    )(call)
     with pytest.raises(AllFailedError) as info:
         wrapped(1, ["a", "b", "c"])
     assert seen == ["a", "b", "c"] * 3

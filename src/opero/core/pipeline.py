@@ -115,7 +115,8 @@ class Pipeline(Frozen):
 
     def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """Reserve this call's start with the limiter; the seconds to wait (0 if none)."""
-        assert self.limiter is not None
+        if self.limiter is None:
+            return 0.0
         delay = self.limiter.reserve_for(args, kwargs, clock.now())
         if delay > 0:
             self.counters.add_wait(delay)

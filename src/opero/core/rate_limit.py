@@ -86,7 +86,7 @@ class Limiter:
 class PerArgsLimiter:
     """One :class:`Limiter` per distinct argument set (``rate_limit_scope="per_args"``)."""
 
-    __slots__ = ("_keys", "_limiters", "_lock", "burst", "rate")
+    __slots__ = ("_keys", "_limiters", "_lock", "_prune_at", "burst", "rate")
 
     def __init__(
         self,
@@ -100,6 +100,7 @@ class PerArgsLimiter:
         self._keys = keys
         self._limiters: dict[Hashable, Limiter] = {}
         self._lock = threading.Lock()
+        self._prune_at = _PRUNE_AT
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Reserve a start on the limiter of this argument set."""
@@ -109,9 +110,11 @@ class PerArgsLimiter:
         with self._lock:
             limiter = self._limiters.get(key)
             if limiter is None:
-                if len(self._limiters) >= _PRUNE_AT:
+                if len(self._limiters) >= self._prune_at:
                     # An idle limiter equals a fresh one, so dropping it loses nothing.
+                    # The next prune waits until the table doubles: amortised O(1).
                     self._limiters = {k: v for k, v in self._limiters.items() if not v.idle(now)}
+                    self._prune_at = max(_PRUNE_AT, 2 * len(self._limiters))
                 limiter = self._limiters[key] = Limiter(self.rate, self.burst)
         return limiter.reserve(now)
 

@@ -81,7 +81,9 @@ class RetryPolicy(Frozen):
         self,
         *,
         retries: int = 3,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        retry_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | list[type[BaseException]] = Exception,
         backoff_factor: float = 1.5,
         min_delay: float = 0.1,
         max_delay: float = 30.0,
@@ -132,7 +134,7 @@ class RetryPolicy(Frozen):
         try:
             value = self.min_delay * self.backoff_factor ** (attempt - 1)
         except OverflowError:  # a long-running retry loop: the cap has long applied
-            return self.max_delay
+            return self.max_delay if self.min_delay > 0 else 0.0
         return min(self.max_delay, value)
 
     def delay(self, attempt: int, state: Callable[[], Any] | None = None) -> float:

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from opero.core import clock
-from opero.core.cache import MISSING, AsyncSingleFlight, SingleFlight
+from opero.core.cache import MISSING
 from opero.core.pipeline import Pipeline, Run
+from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 
 __all__ = ["build_async", "build_sync"]
 
@@ -129,9 +130,13 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
             key = cache.hashable(key)
             if key is MISSING:
                 return limited(*args, **kwargs)
-            computed, value = flights.run(cache, key, lambda: limited(*args, **kwargs))
-            if computed:
+
+            def compute() -> Any:
                 next(misses)
+                return limited(*args, **kwargs)
+
+            computed, value = flights.run(cache, key, compute)
+            if computed:
                 return value
         next(hits)
         if debug_enabled(DEBUG):
@@ -237,9 +242,13 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
             key = cache.hashable(key)
             if key is MISSING:
                 return await limited(*args, **kwargs)
-            computed, value = await flights.run(cache, key, lambda: limited(*args, **kwargs))
-            if computed:
+
+            def compute() -> Awaitable[Any]:
                 next(misses)
+                return limited(*args, **kwargs)
+
+            computed, value = await flights.run(cache, key, compute)
+            if computed:
                 return value
         next(hits)
         if debug_enabled(DEBUG):
