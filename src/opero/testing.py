@@ -37,6 +37,9 @@ __all__ = ["FakeClock", "no_waits", "use_clock"]
 
 use_clock = _clock.using
 
+#: Where FakeClock's wall time starts: 2026-01-01T00:00:00Z, so stored expiry times look real.
+_EPOCH = 1_767_225_600.0
+
 
 @final
 class FakeClock:
@@ -60,6 +63,10 @@ class FakeClock:
     def now(self) -> float:
         """The virtual time."""
         return self._now
+
+    def wall(self) -> float:
+        """The virtual time as wall-clock seconds (for entries of persistent caches)."""
+        return _EPOCH + self._now
 
     def advance(self, seconds: float) -> None:
         """Move the virtual time forward by ``seconds``."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -433,8 +435,10 @@ def test_cache_hit_skips_retries_and_calls(clock: FakeClock) -> None:
     ("kwargs", "needle"),
     [
         ({"cache_backend": "nosql"}, "cache_backend"),
-        ({"cache_backend": "redis"}, "opero[redis]"),
-        ({"cache_backend": "disk"}, "opero[disk]"),
+        ({"cache_backend": "disk", "cache_backend_config": {"dir": "x"}}, "directory"),
+        ({"cache_backend": "redis", "cache_backend_config": {"hots": "x"}}, "host"),
+        ({"cache_backend": "sqlite", "cache_serializer": "yaml"}, "cache_serializer"),
+        ({"cache_secret": "s"}, "cache_secret"),
         ({"cache_ttl": 0}, "cache_ttl"),
         ({"cache_ttl": -1}, "cache_ttl"),
         ({"cache_ttl": "60"}, "cache_ttl"),
@@ -465,3 +469,18 @@ def test_failed_computation_counts_as_a_miss(clock: FakeClock) -> None:
             broken(1)
     stats = broken.statistics()
     assert (stats.calls, stats.cache_misses, stats.cache_hits, stats.failures) == (2, 2, 0, 2)
+
+
+@pytest.mark.parametrize(("backend", "module"), [("redis", "redis"), ("disk", "diskcache")])
+def test_missing_optional_package_names_the_extra(backend: str, module: str) -> None:
+    # A real interpreter in which the package cannot be imported.
+    code = (
+        "import sys; sys.modules[%r] = None\n"
+        "from opero import opero, ConfigurationError\n"
+        "try:\n"
+        "    opero(cache=True, cache_backend=%r)(lambda: 1)\n"
+        "except ConfigurationError as e:\n"
+        "    print(e)\n"
+    ) % (module, backend)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert f'pip install "opero[{backend}]"' in out.stdout

@@ -1,9 +1,10 @@
-"""Cache policy: keys, backends, single-flight and failure handling.
+"""Cache policy: keys, backends and failure handling.
 
 The cache is the outermost layer: a hit skips rate limiting, retries and the
-call itself.  Everything here is synchronous and in-memory for the memory
-backend; the shells in ``opero.core.shell`` decide when to look up, compute
-and store.
+call itself.  ``MemoryCache`` keeps objects in this process; ``StoreCache``
+keeps signed or plain envelopes in a disk, sqlite or redis store.  The shells
+in ``opero.core.shell`` decide when to look up, compute and store, with
+single-flight from ``opero.core.single_flight``.
 
 Keys are the call's arguments bound to the signature with defaults applied, so
 ``f(1)`` and ``f(x=1)`` share an entry.  For the common case (all arguments
@@ -19,132 +20,42 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, final
 
+from opero.core import clock
+from opero.core.backends.base import (
+    ByteStore,
+    function_prefix,
+    namespace_prefix,
+    open_store,
+    opened_stores,
+)
 from opero.core.backends.memory import MISSING, MemoryBackend
+from opero.core.keys import KeyFunction, digest, freeze, key_function
+from opero.core.serialize import Codec, UnreadableEntryError
 from opero.exceptions import ConfigurationError
 
-__all__ = ["BACKENDS", "MISSING", "CacheLayer", "clear_cache", "freeze", "key_function"]
+__all__ = [
+    "BACKENDS",
+    "MISSING",
+    "CacheLayer",
+    "MemoryCache",
+    "StoreCache",
+    "clear_cache",
+    "freeze",
+    "key_function",
+    "make_cache",
+]
 
 logger = logging.getLogger("opero")
 
 #: Backends opero knows, with the extra that provides each (None: built in).
 BACKENDS: dict[str, str | None] = {"memory": None, "disk": "disk", "sqlite": None, "redis": "redis"}
 
-_LIVE_LAYERS: weakref.WeakSet[CacheLayer] = weakref.WeakSet()
+_LIVE_LAYERS: weakref.WeakSet[MemoryCache | StoreCache] = weakref.WeakSet()
 
 
 @final
-class _Tag:
-    """Type markers inside frozen keys, so ``[1]`` and ``(1,)`` stay distinct."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<{self.name}>"
-
-    def __reduce__(self) -> str:
-        return f"_{self.name.upper()}_TAG"
-
-
-_DICT_TAG, _LIST_TAG, _SET_TAG, _PICKLE_TAG = (_Tag(n) for n in ("dict", "list", "set", "pickle"))
-
-
-def freeze(value: Any) -> Hashable:
-    """An equal-for-equal hashable stand-in for ``value``.
-
-    Dicts (in any insertion order), lists, sets and tuples are frozen
-    recursively; other unhashable objects by their pickle.  Raises
-    ``TypeError`` for an object that is neither hashable nor picklable.
-    """
-    if isinstance(value, dict):
-        items = sorted(((freeze(k), freeze(v)) for k, v in value.items()), key=_order)
-        return (_DICT_TAG, tuple(items))
-    if isinstance(value, list):
-        return (_LIST_TAG, tuple(freeze(v) for v in value))
-    if isinstance(value, tuple):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, (set, frozenset)):
-        return (_SET_TAG, frozenset(freeze(v) for v in value))
-    try:
-        hash(value)
-    except TypeError:
-        import pickle  # noqa: PLC0415 - rare path; keeps `import opero` light
-
-        try:
-            return (_PICKLE_TAG, type(value).__qualname__, pickle.dumps(value, protocol=5))
-        except Exception as exc:
-            msg = f"cannot build a cache key from a {type(value).__qualname__}"
-            raise TypeError(msg) from exc
-    return value  # type: ignore[no-any-return]
-
-
-def _order(item: tuple[Hashable, Hashable]) -> tuple[str, str]:
-    return (type(item[0]).__qualname__, repr(item[0]))
-
-
-KeyFunction = Callable[[tuple[Any, ...], dict[str, Any]], Hashable]
-
-
-def key_function(func: Callable[..., Any]) -> KeyFunction:
-    """A function from one call's ``(args, kwargs)`` to its key, specialised to ``func``.
-
-    The signature is studied once.  When every parameter is
-    positional-or-keyword and the call passes them all positionally, the key
-    is the ``args`` tuple itself; otherwise arguments are bound by name with
-    defaults applied.  A call that does not fit the signature gets ``MISSING``
-    (it is not cached; the call itself then raises its own ``TypeError``).
-    """
-    import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
-
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):  # some builtins have no signature
-        return lambda args, kwargs: (args, tuple(sorted(kwargs.items()))) if kwargs else args
-    params = tuple(signature.parameters.values())
-    if not all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
-
-        def general(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError:
-                return MISSING
-            bound.apply_defaults()
-            return (bound.args, tuple(sorted(bound.kwargs.items())))
-
-        return general
-
-    arity = len(params)
-    names = tuple(p.name for p in params)
-    known = frozenset(names)
-    defaults = tuple(p.default for p in params)
-    empty = inspect.Parameter.empty
-
-    def simple(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        if not kwargs and len(args) == arity:
-            return args
-        given = len(args)
-        if (
-            given > arity
-            or not known.issuperset(kwargs)
-            or not kwargs.keys().isdisjoint(names[:given])
-        ):
-            return MISSING
-        values = list(args)
-        for name, default in zip(names[given:], defaults[given:], strict=True):
-            value = kwargs.get(name, default)
-            if value is empty:
-                return MISSING
-            values.append(value)
-        return tuple(values)
-
-    return simple
-
-
-@final
-class CacheLayer:
-    """One decorated function's cache: keys, a backend, and failure handling.
+class MemoryCache:
+    """One decorated function's in-memory cache: keys, an LRU store, and failure handling.
 
     A cache that fails never fails the call: a key, read or write error is
     logged once at WARNING (per kind of failure, until that kind works
@@ -153,25 +64,18 @@ class CacheLayer:
 
     __slots__ = ("__weakref__", "_failing", "backend", "errors", "key", "namespace", "read", "ttl")
 
+    #: Reads and writes are in-process: the async shell calls them without awaiting.
+    is_async = False
+
     def __init__(
         self,
         func: Callable[..., Any],
         *,
-        backend: str = "memory",
         ttl: float | None = None,
         namespace: str = "opero",
         key: Callable[..., Hashable] | None = None,
         maxsize: int | None = 4096,
-        backend_config: dict[str, Any] | None = None,
     ) -> None:
-        _validate(
-            backend=backend,
-            ttl=ttl,
-            namespace=namespace,
-            key=key,
-            maxsize=maxsize,
-            backend_config=backend_config,
-        )
         self.namespace = namespace
         self.ttl = None if ttl is None else float(ttl)
         self.backend = MemoryBackend(maxsize=maxsize, ttl=self.ttl)
@@ -243,6 +147,23 @@ class CacheLayer:
         """Forget every entry of this function."""
         self.backend.clear()
 
+    async def aget(self, key: Hashable) -> Any:
+        """:meth:`get`, for callers that treat every layer as async."""
+        return self.get(key)
+
+    async def aset(self, key: Hashable, value: Any) -> None:
+        """:meth:`set`, for callers that treat every layer as async."""
+        self.set(key, value)
+
+    def clear_namespace(self, namespace: str | None) -> None:
+        """Forget this function's entries if it is in ``namespace`` (None: any)."""
+        if namespace is None or namespace == self.namespace:
+            self.backend.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Backend, entries and namespace of this function's cache."""
+        return {"backend": "memory", "entries": self.backend.size(), "namespace": self.namespace}
+
     def _failed(self, kind: str, exc: Exception) -> None:
         self.errors += 1
         if kind not in self._failing:
@@ -257,27 +178,263 @@ class CacheLayer:
             )
 
 
-def _validate(
+@final
+class StoreCache:
+    """One decorated function's cache in a persistent or shared store (disk, sqlite, redis).
+
+    Keys are ``opero:{namespace}:{module.qualname}:{digest of the arguments}``
+    (or of what ``cache_key`` returned); values are envelopes from
+    :class:`~opero.core.serialize.Codec`.  Every failure of the store, of
+    decoding or of a signature check is counted, reported once per store and
+    kind by the store's :class:`~opero.core.backends.base.Health`, and
+    answered as a miss.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "codec",
+        "errors",
+        "is_async",
+        "key",
+        "namespace",
+        "prefix",
+        "store",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        store: ByteStore,
+        codec: Codec,
+        ttl: float | None = None,
+        namespace: str = "opero",
+        key: Callable[..., Hashable] | None = None,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.namespace = namespace
+        self.ttl = None if ttl is None else float(ttl)
+        module = getattr(func, "__module__", None) or "?"
+        qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+        self.prefix = function_prefix(namespace, f"{module}.{qualname}")
+        #: Failed operations of this function, counted.
+        self.errors = 0
+        #: The store has asyncio methods (redis): the async shell awaits them.
+        self.is_async = hasattr(store, "aget")
+        self.key: KeyFunction = self._key_function(func, key)
+        _LIVE_LAYERS.add(self)
+
+    def _key_function(
+        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None
+    ) -> KeyFunction:
+        build = key_function(func) if custom is None else None
+        prefix = self.prefix
+
+        def store_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+            try:
+                part = custom(func, *args, **kwargs) if custom is not None else build(args, kwargs)  # type: ignore[misc]
+                if part is MISSING:
+                    return MISSING
+                return prefix + (part if isinstance(part, str) else digest(freeze(part)))
+            except Exception as exc:
+                self._failed("key", exc)
+                return MISSING
+
+        return store_key
+
+    def read(self, key: Hashable) -> Any:
+        """The value under ``key`` or ``MISSING``; never raises."""
+        health = self.store.health
+        if not health.available():
+            return MISSING
+        try:
+            data = self.store.get(key)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING
+        health.succeeded("read")
+        return self._decode(data)
+
+    get = read
+
+    def _decode(self, data: bytes | None) -> Any:
+        if data is None:
+            return MISSING
+        try:
+            return self.codec.decode(data, clock.wall())
+        except UnreadableEntryError as exc:
+            self._failed(exc.kind, exc)
+            return MISSING
+
+    def hashable(self, key: Hashable) -> Hashable:
+        """Store keys are strings already."""
+        return key
+
+    def _encode(self, value: Any) -> bytes | None:
+        expires = None if self.ttl is None else clock.wall() + self.ttl
+        try:
+            return self.codec.encode(value, expires)
+        except Exception as exc:
+            self._failed("encode", exc)
+            return None
+
+    def set(self, key: Hashable, value: Any) -> None:
+        """Store ``value``; a failure is counted and reported, never raised."""
+        if not self.store.health.available():
+            return
+        data = self._encode(value)
+        if data is None:
+            return
+        try:
+            self.store.set(key, data, self.ttl)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._failed("write", exc)
+        else:
+            self.store.health.succeeded("write")
+
+    async def aget(self, key: Hashable) -> Any:
+        """:meth:`read` on the store's asyncio client."""
+        health = self.store.health
+        if not health.available():
+            return MISSING
+        try:
+            data = await self.store.aget(key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING
+        health.succeeded("read")
+        return self._decode(data)
+
+    async def aset(self, key: Hashable, value: Any) -> None:
+        """:meth:`set` on the store's asyncio client."""
+        if not self.store.health.available():
+            return
+        data = self._encode(value)
+        if data is None:
+            return
+        try:
+            await self.store.aset(key, data, self.ttl)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed("write", exc)
+        else:
+            self.store.health.succeeded("write")
+
+    def clear(self) -> None:
+        """Forget every entry of this function in the store."""
+        try:
+            self.store.clear(self.prefix)
+        except Exception as exc:
+            self._failed("clear", exc)
+
+    def clear_namespace(self, namespace: str | None) -> None:
+        """Handled per store by :func:`clear_cache` (one sweep per store, not per function)."""
+
+    def stats(self) -> dict[str, Any]:
+        """What the store holds for this function (entries, bytes where cheap)."""
+        try:
+            return self.store.stats(self.prefix)
+        except Exception as exc:
+            self._failed("read", exc)
+            return {"backend": self.store.kind, "location": self.store.location}
+
+    def _failed(self, kind: str, exc: BaseException) -> None:
+        self.errors += 1
+        self.store.health.failed(kind, exc)
+
+
+def make_cache(
+    func: Callable[..., Any],
     *,
-    backend: str,
-    ttl: float | None,
-    namespace: str,
-    key: Callable[..., Hashable] | None,
-    maxsize: int | None,
-    backend_config: dict[str, Any] | None,
-) -> None:
+    backend: str = "memory",
+    ttl: float | None = None,
+    namespace: str = "opero",
+    key: Callable[..., Hashable] | None = None,
+    maxsize: int | None = 4096,
+    backend_config: dict[str, Any] | None = None,
+    serializer: str = "pickle",
+    secret: str | bytes | None = None,
+) -> CacheLayer:
+    """Validate the cache settings and build ``func``'s cache layer.
+
+    Raises ConfigurationError for a bad value, an unknown backend, or a
+    backend whose optional package is missing (naming the extra to install).
+    """
+    _validate(ttl=ttl, namespace=namespace, key=key, maxsize=maxsize)
     if backend not in BACKENDS:
         accepted = ", ".join(repr(b) for b in BACKENDS)
         msg = f"cache_backend must be one of {accepted}; got {backend!r}"
         raise ConfigurationError(msg)
-    if backend != "memory":
-        extra = BACKENDS[backend]
-        install = f' (pip install "opero[{extra}]")' if extra else ""
+    if backend_config is not None and not isinstance(backend_config, dict):
+        msg = f"cache_backend_config must be a dict, got {type(backend_config).__name__}"
+        raise ConfigurationError(msg)
+    config = dict(backend_config or {})
+    codec = Codec(serializer, secret)  # validates serializer and secret for every backend
+    if backend == "memory":
+        _accept_keys(config, set(), backend)
+        if serializer != "pickle" or secret is not None:
+            msg = "cache_serializer and cache_secret apply to disk, sqlite and redis caches only"
+            raise ConfigurationError(msg)
+        return MemoryCache(func, ttl=ttl, namespace=namespace, key=key, maxsize=maxsize)
+    store = _open_store(backend, config)
+    return StoreCache(func, store=store, codec=codec, ttl=ttl, namespace=namespace, key=key)
+
+
+def _accept_keys(config: dict[str, Any], accepted: set[str], backend: str) -> None:
+    unknown = set(config) - accepted
+    if unknown:
+        names = ", ".join(sorted(accepted)) or "none"
         msg = (
-            f"cache_backend={backend!r} is not available in this version of opero yet{install}; "
-            'use cache_backend="memory"'
+            f"cache_backend_config for {backend!r} got unknown keys {sorted(unknown)}; "
+            f"accepted: {names}"
         )
         raise ConfigurationError(msg)
+
+
+def _open_store(backend: str, config: dict[str, Any]) -> ByteStore:
+    from pathlib import Path  # noqa: PLC0415 - persistent backends only
+
+    if backend == "disk":
+        from opero.core.backends.disk import DiskStore, default_directory, require_disk  # noqa: PLC0415
+
+        require_disk()
+        _accept_keys(config, {"directory"}, backend)
+        directory = Path(config.get("directory") or default_directory("disk")).expanduser()
+        identity = str(directory.resolve())
+        return open_store("disk", identity, lambda: DiskStore(directory))
+    if backend == "sqlite":
+        from opero.core.backends.disk import default_directory  # noqa: PLC0415
+        from opero.core.backends.sqlite import SqliteStore  # noqa: PLC0415
+
+        _accept_keys(config, {"path", "directory"}, backend)
+        if "path" in config and "directory" in config:
+            msg = "cache_backend_config for 'sqlite': give either path or directory, not both"
+            raise ConfigurationError(msg)
+        if "path" in config:
+            path = Path(config["path"]).expanduser()
+        else:
+            folder = config.get("directory") or default_directory("sqlite")
+            path = Path(folder).expanduser() / "opero-cache.sqlite3"
+        return open_store("sqlite", str(path.resolve()), lambda: SqliteStore(path))
+    from opero.core.backends.redis import RedisStore, redis_settings, require_redis  # noqa: PLC0415
+
+    require_redis()
+    plain = {k: v for k, v in config.items() if k not in ("client", "async_client")}
+    settings = redis_settings(plain, "cache_backend_config")
+    identity = repr(sorted(settings.items())) + repr(
+        (id(config.get("client")), id(config.get("async_client")))
+    )
+    return open_store("redis", identity, lambda: RedisStore(config))
+
+
+def _validate(
+    *,
+    ttl: float | None,
+    namespace: str,
+    key: Callable[..., Hashable] | None,
+    maxsize: int | None,
+) -> None:
     if ttl is not None and (
         isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
     ):
@@ -296,9 +453,6 @@ def _validate(
     ):
         msg = f"cache_maxsize must be an int >= 1, or None for no bound; got {maxsize!r}"
         raise ConfigurationError(msg)
-    if backend_config is not None and not isinstance(backend_config, dict):
-        msg = f"cache_backend_config must be a dict, got {type(backend_config).__name__}"
-        raise ConfigurationError(msg)
 
 
 def clear_cache(namespace: str | None = None) -> None:
@@ -310,5 +464,14 @@ def clear_cache(namespace: str | None = None) -> None:
         >>> clear_cache(namespace="api_cache")  # one namespace
     """
     for layer in list(_LIVE_LAYERS):
-        if namespace is None or layer.namespace == namespace:
-            layer.clear()
+        layer.clear_namespace(namespace)
+    prefix = namespace_prefix(namespace)
+    for store in opened_stores():
+        try:
+            store.clear(prefix)
+        except Exception as exc:
+            store.health.failed("clear", exc)
+
+
+#: Either kind of cache layer; both offer key/read/get/hashable/set/clear/stats.
+CacheLayer = MemoryCache | StoreCache

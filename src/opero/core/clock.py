@@ -15,7 +15,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "async_sleep", "current", "install", "now", "sleep", "using"]
+__all__ = [
+    "Clock",
+    "SystemClock",
+    "async_sleep",
+    "current",
+    "install",
+    "now",
+    "sleep",
+    "using",
+    "wall",
+]
 
 
 @runtime_checkable
@@ -43,6 +53,8 @@ class SystemClock:
     # The standard functions themselves, so the hot path pays no extra call.
     now = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
+    #: Wall-clock seconds since the epoch: expiry of entries that outlive the process.
+    wall = staticmethod(time.time)
 
     @staticmethod
     async def async_sleep(seconds: float) -> None:
@@ -59,6 +71,8 @@ _current: Clock = SystemClock()
 now: Callable[[], float] = time.monotonic
 #: Blocking sleep of the installed clock.
 sleep: Callable[[float], None] = time.sleep
+#: Wall time of the installed clock (``time.time`` unless the clock has a ``wall()``).
+wall: Callable[[], float] = time.time
 #: Non-blocking sleep of the installed clock.
 async_sleep: Callable[[float], Awaitable[None]] = SystemClock.async_sleep
 
@@ -70,7 +84,7 @@ def current() -> Clock:
 
 def install(clock: Clock) -> Clock:
     """Make ``clock`` the one every opero policy uses; return the previous one."""
-    global _current, now, sleep, async_sleep  # noqa: PLW0603 - rebinding is the mechanism
+    global _current, now, sleep, async_sleep, wall  # noqa: PLW0603 - rebinding is the mechanism
     if not isinstance(clock, Clock):
         msg = "clock must provide now(), sleep(seconds) and async_sleep(seconds)"
         raise TypeError(msg)
@@ -78,6 +92,8 @@ def install(clock: Clock) -> Clock:
         previous = _current
         _current = clock
         now, sleep, async_sleep = clock.now, clock.sleep, clock.async_sleep
+        # Persistent caches store expiry as wall time; a clock may provide its own.
+        wall = getattr(clock, "wall", time.time)
     return previous
 
 

@@ -124,6 +124,18 @@ class Pipeline(Frozen):
                 logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
         return delay
 
+    async def arate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+        """:meth:`rate_delay` for async functions: a shared limiter is asked without blocking."""
+        areserve = getattr(self.limiter, "areserve_for", None)
+        if areserve is None:
+            return self.rate_delay(args, kwargs)
+        delay: float = await areserve(args, kwargs, clock.now())
+        if delay > 0:
+            self.counters.add_wait(delay)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
+        return delay
+
     def log_hit(self) -> None:
         """Log a cache hit (at DEBUG, by function name only)."""
         logger.debug("opero: %s cache hit", self.name)

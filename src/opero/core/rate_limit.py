@@ -132,7 +132,11 @@ def limiter_for_scope(
     rate: float,
     burst: int,
     keys: Callable[[tuple[Any, ...], dict[str, Any]], Hashable],
-) -> RateLimit:
+    *,
+    function: str = "",
+    backend: str = "memory",
+    backend_config: dict[str, Any] | None = None,
+) -> RateLimit | Any:
     """Build the rate-limit layer for one decorated function.
 
     ``"per_function"`` gets a limiter of its own; ``"per_args"`` one per
@@ -153,6 +157,15 @@ def limiter_for_scope(
             "'global' and 'per_args' (any other name is a shared group)"
         )
         raise ConfigurationError(msg)
+    if backend != "memory":
+        return _shared_limiter(
+            scope=scope,
+            rate=rate,
+            burst=burst,
+            function=function,
+            backend=backend,
+            backend_config=backend_config,
+        )
     if scope == "per_function":
         return Limiter(rate, burst)
     if scope == "per_args":
@@ -169,3 +182,51 @@ def limiter_for_scope(
             )
             raise ConfigurationError(msg)
     return limiter
+
+
+def _shared_limiter(
+    *,
+    scope: str,
+    rate: float,
+    burst: int,
+    function: str,
+    backend: str,
+    backend_config: dict[str, Any] | None,
+) -> Any:
+    """A limiter whose schedule lives on a redis server, shared by every process using ``scope``."""
+    if backend != "redis":
+        msg = f"rate_limit_backend must be 'memory' or 'redis', got {backend!r}"
+        raise ConfigurationError(msg)
+    if scope == "per_args":
+        msg = (
+            "rate_limit_scope='per_args' is in-process only; with rate_limit_backend='redis' "
+            "use 'per_function', 'global' or a group name"
+        )
+        raise ConfigurationError(msg)
+    from opero.core.backends.redis import (  # noqa: PLC0415 - optional dependency
+        make_client,
+        redis_settings,
+        require_redis,
+    )
+    from opero.core.backends.redis_limiter import RedisLimiter  # noqa: PLC0415
+
+    require_redis()
+    config = dict(backend_config or {})
+    if not isinstance(backend_config, (dict, type(None))):
+        msg = "rate_limit_backend_config must be a dict"
+        raise ConfigurationError(msg)
+    client = config.pop("client", None)
+    async_client = config.pop("async_client", None)
+    settings = redis_settings(config, "rate_limit_backend_config")
+    name = function if scope == "per_function" else scope
+    return RedisLimiter(
+        rate,
+        burst,
+        name,
+        client_factory=(lambda: client)
+        if client is not None
+        else (lambda: make_client(settings, use_async=False)),
+        async_client_factory=(lambda: async_client)
+        if async_client is not None
+        else (lambda: make_client(settings, use_async=True)),
+    )

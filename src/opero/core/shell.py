@@ -219,7 +219,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
 
     async def limited(*args: Any, **kwargs: Any) -> Any:
         if limiter is not None:
-            delay = p.rate_delay(args, kwargs)
+            delay = await p.arate_delay(args, kwargs)
             if delay > 0:
                 await clock.async_sleep(delay)
         return await attempts(*args, **kwargs)
@@ -230,14 +230,19 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     key_of, read, safe_read = cache.key, cache.read, cache.get
     hits = p.counters.cache_hits
 
+    async_store = cache.is_async
+
     async def call(*args: Any, **kwargs: Any) -> Any:
         key: Hashable = key_of(args, kwargs)
         if key is MISSING:
             return await limited(*args, **kwargs)
-        try:
-            value = read(key)
-        except Exception:  # unhashable key or a failing backend: the careful path
-            value = safe_read(key)
+        if async_store:
+            value = await cache.aget(key)
+        else:
+            try:
+                value = read(key)
+            except Exception:  # unhashable key or a failing backend: the careful path
+                value = safe_read(key)
         if value is MISSING:
             key = cache.hashable(key)
             if key is MISSING:

@@ -115,11 +115,14 @@ class AsyncSingleFlight:
         future = loop.create_future()
         self._flights[slot] = future
         try:
-            value = layer.get(key)
+            value = await layer.aget(key) if layer.is_async else layer.get(key)
             computed = value is MISSING
             if computed:
                 value = await compute()
-                layer.set(key, value)
+                if layer.is_async:
+                    await layer.aset(key, value)
+                else:
+                    layer.set(key, value)
         except asyncio.CancelledError:
             future.set_result((True, _RETRY))
             raise

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from opero.core.cache import CacheLayer, key_function
+from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.pipeline import Pipeline
@@ -72,9 +72,13 @@ def opero(
     cache_key: Callable[..., Hashable] | None = None,
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
+    cache_serializer: str = "pickle",
+    cache_secret: str | bytes | None = None,
     rate_limit: float | None = None,
     rate_limit_scope: str = "per_function",
     rate_limit_burst: int = 1,
+    rate_limit_backend: str = "memory",
+    rate_limit_backend_config: dict[str, Any] | None = None,
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
     on_retry: Callable[..., Any] | None = None,
@@ -102,9 +106,13 @@ def opero(
     cache_key: Callable[..., Hashable] | None = None,
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
+    cache_serializer: str = "pickle",
+    cache_secret: str | bytes | None = None,
     rate_limit: float | None = None,
     rate_limit_scope: str = "per_function",
     rate_limit_burst: int = 1,
+    rate_limit_backend: str = "memory",
+    rate_limit_backend_config: dict[str, Any] | None = None,
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
     on_retry: Callable[..., Any] | None = None,
@@ -128,14 +136,22 @@ def opero(
         wait: A tenacity wait strategy to use instead of the backoff settings.
         cache: Cache results (``None`` included; exceptions never).
         cache_ttl: Seconds a cached result lives; ``None`` for no expiry.
-        cache_backend: Where results live: ``"memory"``.
-        cache_backend_config: Backend settings (directory, path, host...).
+        cache_backend: Where results live: ``"memory"``, ``"disk"``, ``"sqlite"`` or ``"redis"``.
+        cache_backend_config: Backend settings: ``{"directory"}`` (disk, sqlite),
+            ``{"path"}`` (sqlite), ``{"host", "port", "db", "password"}`` or ``{"url"}``
+            or ``{"client"}`` (redis).
         cache_key: ``cache_key(func, *args, **kwargs)`` returning the key to use.
         cache_namespace: A name under which ``clear_cache(namespace=...)`` finds the entries.
         cache_maxsize: Most entries kept in memory (least recently used go first).
+        cache_serializer: ``"pickle"`` or ``"json"`` (readable by other programs) for
+            disk, sqlite and redis.
+        cache_secret: Sign stored entries with HMAC; entries that fail the check are misses.
         rate_limit: Most calls per second that may start (0.5 = one every 2 s).
         rate_limit_scope: ``"per_function"``, ``"global"``, ``"per_args"`` or a group name.
         rate_limit_burst: Calls that may start at once before spacing applies.
+        rate_limit_backend: ``"memory"`` (this process) or ``"redis"`` (every process and
+            host using the same scope name).
+        rate_limit_backend_config: Redis connection settings, as for ``cache_backend_config``.
         arg_fallback: Parameter holding a list of candidates to try in turn.
         fallback_delay: Seconds to pause between two candidates.
         on_retry: ``on_retry(error, attempt)`` before each retry (or ``on_retry()``).
@@ -211,7 +227,7 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
     retry = _validate_early(config)
     cache = None
     if config["cache"]:
-        cache = CacheLayer(
+        cache = make_cache(
             func,
             backend=config["cache_backend"],
             ttl=config["cache_ttl"],
@@ -219,6 +235,8 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
             key=config["cache_key"],
             maxsize=config["cache_maxsize"],
             backend_config=config["cache_backend_config"],
+            serializer=config["cache_serializer"],
+            secret=config["cache_secret"],
         )
     limiter = None
     if config["rate_limit"] is not None:
@@ -227,6 +245,9 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
             config["rate_limit"],
             config["rate_limit_burst"],
             key_function(func),
+            function=f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}",
+            backend=config["rate_limit_backend"],
+            backend_config=config["rate_limit_backend_config"],
         )
     fallback = None
     if config["arg_fallback"] is not None:

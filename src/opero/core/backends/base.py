@@ -1,0 +1,164 @@
+"""What a persistent or shared cache backend provides, and the bookkeeping they share.
+
+Disk, sqlite and redis stores hold bytes under string keys of the form
+``opero:{namespace}:{function}:{digest}``; the cache layer does keys, envelopes
+(serialization, expiry, signatures) and single-flight.  Stores are shared: ten
+functions that name the same directory or server use one store object, so a
+failing server is reported once, not ten times.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from opero.core import clock
+
+__all__ = [
+    "KEY_ROOT",
+    "ByteStore",
+    "Health",
+    "count_namespaces",
+    "function_prefix",
+    "namespace_prefix",
+    "open_store",
+    "opened_stores",
+]
+
+logger = logging.getLogger("opero")
+
+#: Every key opero writes to a persistent store starts with this.
+KEY_ROOT = "opero:"
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def namespace_prefix(namespace: str | None) -> str:
+    """The key prefix of one namespace (or of everything opero stored, for None)."""
+    return KEY_ROOT if namespace is None else f"{KEY_ROOT}{_escape(namespace)}:"
+
+
+def function_prefix(namespace: str, function: str) -> str:
+    """The key prefix of one decorated function's entries."""
+    return f"{namespace_prefix(namespace)}{_escape(function)}:"
+
+
+def count_namespaces(keys: list[str]) -> dict[str, int]:
+    """Entry counts per namespace, from ``opero:{namespace}:...`` keys."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        parts = key.split(":", 2)
+        if len(parts) == 3:
+            name = parts[1].replace("%3A", ":").replace("%25", "%")
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@runtime_checkable
+class ByteStore(Protocol):
+    """A place that keeps bytes under string keys, possibly shared between processes."""
+
+    #: ``"disk"``, ``"sqlite"`` or ``"redis"``.
+    kind: str
+    #: Where it is (a directory, a file, a server), for messages; never a password.
+    location: str
+    health: Health
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None."""
+        ...
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        """Store ``data``; ``ttl`` lets the store purge it later (opero checks expiry itself)."""
+        ...
+
+    def clear(self, prefix: str) -> int:
+        """Delete every key starting with ``prefix``; return how many."""
+        ...
+
+    def stats(self, prefix: str) -> dict[str, Any]:
+        """Entries, bytes and namespaces under ``prefix``, where cheap to count."""
+        ...
+
+    def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+class Health:
+    """Failures of one store: logged once per kind, then skipped for a short cool-down.
+
+    After a failure the store is not asked again until a cool-down has passed
+    (0.5 s, doubling up to 30 s while it keeps failing), so a dead server costs
+    each call nothing rather than a connection timeout.  The first success
+    ends the outage and a later failure is logged again.
+    """
+
+    __slots__ = ("_cooldown", "_down_until", "_failing", "_lock", "errors", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Failed operations, counted.
+        self.errors = 0
+        self._failing: set[str] = set()
+        self._down_until = 0.0
+        self._cooldown = 0.0
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        """False while cooling down after a failure."""
+        return not self._down_until or clock.now() >= self._down_until
+
+    def failed(self, kind: str, exc: BaseException) -> None:
+        """Record a failure of ``kind`` (``"read"``, ``"write"``, ``"corrupt"``...)."""
+        with self._lock:
+            self.errors += 1
+            first = kind not in self._failing
+            self._failing.add(kind)
+            if kind in ("read", "write", "clear"):
+                self._cooldown = min(30.0, self._cooldown * 2 or 0.5)
+                self._down_until = clock.now() + self._cooldown
+        if first:
+            logger.warning(
+                "opero cache %s: %s failed (%s: %s); calls go on without it. "
+                "Further %s failures are counted, not logged, until it works again.",
+                self.name,
+                kind,
+                type(exc).__name__,
+                exc,
+                kind,
+            )
+
+    def succeeded(self, kind: str) -> None:
+        """Record that ``kind`` works (again)."""
+        if self._failing or self._down_until:
+            with self._lock:
+                if kind in self._failing:
+                    self._failing.discard(kind)
+                    logger.info("opero cache %s: %s works again", self.name, kind)
+                if kind in ("read", "write"):
+                    self._down_until = 0.0
+                    self._cooldown = 0.0
+
+
+_stores: dict[tuple[str, str], ByteStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(kind: str, identity: str, factory: Callable[[], ByteStore]) -> ByteStore:
+    """The store of ``kind`` at ``identity``, created by ``factory`` the first time."""
+    with _stores_lock:
+        store = _stores.get((kind, identity))
+        if store is None:
+            store = _stores[(kind, identity)] = factory()
+        return store
+
+
+def opened_stores() -> list[ByteStore]:
+    """Every store this process has opened (for ``clear_cache``)."""
+    with _stores_lock:
+        return list(_stores.values())

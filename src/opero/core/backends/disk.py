@@ -1,0 +1,108 @@
+"""``cache_backend="disk"``: results that survive a restart, on ``diskcache``.
+
+diskcache (extra ``[disk]``) is a mature, process-safe store on SQLite plus
+files.  The directory defaults to the user's cache directory (platformdirs)
+and is created readable by its owner only: cached results can hold private
+data.  The cache is opened on first use, not at decoration time, so an
+unwritable directory degrades to uncached calls with a warning instead of
+breaking an import.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from opero.core.backends.base import Health, count_namespaces
+from opero.exceptions import ConfigurationError
+
+__all__ = ["DiskStore", "default_directory"]
+
+
+def default_directory(subdir: str) -> Path:
+    """``<user cache dir>/opero/<subdir>`` (platformdirs)."""
+    try:
+        import platformdirs  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:  # pragma: no cover - checked by require_disk()
+        msg = 'the disk and sqlite caches need platformdirs: pip install "opero[disk]"'
+        raise ConfigurationError(msg) from exc
+    return Path(platformdirs.user_cache_dir("opero")) / subdir
+
+
+def require_disk() -> None:
+    """Raise ConfigurationError naming the extra if diskcache is missing."""
+    try:
+        import diskcache  # noqa: F401, PLC0415
+        import platformdirs  # noqa: F401, PLC0415
+    except ImportError as exc:
+        msg = 'cache_backend="disk" needs diskcache and platformdirs: pip install "opero[disk]"'
+        raise ConfigurationError(msg) from exc
+
+
+def private_directory(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by the owner only, if it does not exist."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    return path
+
+
+class DiskStore:
+    """A diskcache ``Cache`` in one directory, shared by every function that names it."""
+
+    kind = "disk"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.location = str(directory)
+        self.health = Health(f"disk {directory}")
+        self._cache: Any = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        cache = self._cache
+        if cache is None:
+            with self._lock:
+                if self._cache is None:
+                    import diskcache  # noqa: PLC0415
+
+                    self._cache = diskcache.Cache(str(private_directory(self.directory)))
+                cache = self._cache
+        return cache
+
+    def get(self, key: str) -> bytes | None:
+        value = self._open().get(key, default=None, retry=True)
+        return value if isinstance(value, bytes) else None
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        # diskcache purges after ttl (plus a margin: opero checks expiry itself,
+        # on the injectable clock, so tests need not wait for real time).
+        expire = None if ttl is None else ttl + 60.0
+        self._open().set(key, data, expire=expire, retry=True)
+
+    def clear(self, prefix: str) -> int:
+        cache = self._open()
+        removed = 0
+        for key in list(cache.iterkeys()):
+            if isinstance(key, str) and key.startswith(prefix) and cache.delete(key, retry=True):
+                removed += 1
+        return removed
+
+    def stats(self, prefix: str) -> dict[str, Any]:
+        cache = self._open()
+        keys = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
+        return {
+            "backend": self.kind,
+            "location": self.location,
+            "entries": len(keys),
+            "bytes": cache.volume(),
+            "namespaces": count_namespaces(keys),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None

@@ -1,0 +1,169 @@
+"""``cache_backend="redis"``: a cache shared by every process and host that uses the server.
+
+redis-py (extra ``[redis]``): the sync client serves sync functions, a
+``redis.asyncio`` client serves async ones so they never block the loop.  An
+asyncio client belongs to the loop it first ran on, so there is one per loop.
+Entries expire on the server (``PX``) as well as by the expiry in each entry.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+from opero.core.backends.base import Health, count_namespaces
+from opero.exceptions import ConfigurationError
+
+__all__ = ["RedisStore", "make_client", "redis_settings", "require_redis"]
+
+#: The cache_backend_config keys a redis cache accepts.
+REDIS_KEYS = frozenset({"host", "port", "db", "password", "url", "client", "async_client"})
+
+
+def require_redis() -> None:
+    """Raise ConfigurationError naming the extra if redis-py is missing."""
+    try:
+        import redis  # noqa: F401, PLC0415
+    except ImportError as exc:
+        msg = 'cache_backend="redis" needs redis-py: pip install "opero[redis]"'
+        raise ConfigurationError(msg) from exc
+
+
+def redis_settings(config: dict[str, Any], what: str) -> dict[str, Any]:
+    """Validated connection settings; ``what`` names the parameter in messages."""
+    unknown = set(config) - REDIS_KEYS
+    if unknown:
+        msg = f"{what} got unknown keys {sorted(unknown)}; accepted: {sorted(REDIS_KEYS)}"
+        raise ConfigurationError(msg)
+    if "url" in config and {"host", "port", "db", "password"} & set(config):
+        msg = f"{what}: give either url or host/port/db/password, not both"
+        raise ConfigurationError(msg)
+    return {
+        "url": config.get("url"),
+        "host": config.get("host", "localhost"),
+        "port": int(config.get("port", 6379)),
+        "db": int(config.get("db", 0)),
+        "password": config.get("password"),
+    }
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """Where the server is, without credentials."""
+    if settings["url"]:
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        parts = urlsplit(settings["url"])
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+    return f"redis://{settings['host']}:{settings['port']}/{settings['db']}"
+
+
+def make_client(settings: dict[str, Any], *, use_async: bool) -> Any:
+    """A redis-py client (sync, or asyncio) for validated ``settings``.
+
+    Short socket timeouts: a cache or limiter that cannot answer quickly is
+    worse than none, and opero falls back rather than waits.
+    """
+    import redis  # noqa: PLC0415
+    import redis.asyncio  # noqa: PLC0415
+
+    cls: Any = redis.asyncio.Redis if use_async else redis.Redis
+    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+    if settings["url"]:
+        return cls.from_url(settings["url"], **options)
+    return cls(
+        host=settings["host"],
+        port=settings["port"],
+        db=settings["db"],
+        password=settings["password"],
+        **options,
+    )
+
+
+class RedisStore:
+    """Keys in one redis database, through one sync client and one async client per loop."""
+
+    kind = "redis"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._given = config.get("client")
+        self._given_async = config.get("async_client")
+        self.settings = redis_settings(
+            {k: v for k, v in config.items() if k not in ("client", "async_client")},
+            "cache_backend_config",
+        )
+        self.location = "a given client" if self._given else describe(self.settings)
+        self.health = Health(f"redis {self.location}")
+        self._client: Any = self._given
+        self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        """The sync client, created on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client(self.settings, use_async=False)
+        return self._client
+
+    def async_client(self) -> Any:
+        """The asyncio client of the running loop."""
+        import asyncio  # noqa: PLC0415
+
+        if self._given_async is not None:
+            return self._given_async
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
+            client = self._async[loop] = make_client(self.settings, use_async=True)
+        return client
+
+    def get(self, key: str) -> bytes | None:
+        value = self.client().get(key)
+        return bytes(value) if value is not None else None
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        px = None if ttl is None else max(1, int(ttl * 1000) + 60_000)
+        self.client().set(key, data, px=px)
+
+    async def aget(self, key: str) -> bytes | None:
+        """Like :meth:`get`, on the running loop's asyncio client."""
+        value = await self.async_client().get(key)
+        return bytes(value) if value is not None else None
+
+    async def aset(self, key: str, data: bytes, ttl: float | None) -> None:
+        """Like :meth:`set`, on the running loop's asyncio client."""
+        px = None if ttl is None else max(1, int(ttl * 1000) + 60_000)
+        await self.async_client().set(key, data, px=px)
+
+    def _keys(self, prefix: str) -> list[str]:
+        pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+        pattern = pattern.replace("[", "\\[") + "*"
+        return [
+            k.decode() if isinstance(k, bytes) else k
+            for k in self.client().scan_iter(match=pattern, count=1000)
+        ]
+
+    def clear(self, prefix: str) -> int:
+        keys = self._keys(prefix)
+        client = self.client()
+        removed = 0
+        for start in range(0, len(keys), 500):
+            removed += int(client.delete(*keys[start : start + 500]))
+        return removed
+
+    def stats(self, prefix: str) -> dict[str, Any]:
+        keys = self._keys(prefix)
+        return {
+            "backend": self.kind,
+            "location": self.location,
+            "entries": len(keys),
+            "bytes": None,  # not cheap on a shared server
+            "namespaces": count_namespaces(keys),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._client is not self._given:
+                self._client.close()
+            self._client = self._given
