@@ -83,7 +83,7 @@ class Codec(Frozen):
         return header + signature + payload
 
     def decode(self, data: bytes, now: float) -> Any:
-        """The value in ``data`` or ``MISSING`` if expired; UnreadableEntryError if untrustworthy."""
+        """The value in ``data``, or ``MISSING`` if expired; UnreadableEntryError if untrusted."""
         size = _HEADER.size
         if len(data) < size:
             raise UnreadableEntryError("corrupt", "entry shorter than its header")
