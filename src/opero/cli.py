@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -94,6 +95,76 @@ def _demo() -> int:
     return 0
 
 
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("disk", "sqlite", "redis"),
+        default="disk",
+        help="which persistent cache (default: disk)",
+    )
+    parser.add_argument("--namespace", help="only this cache_namespace")
+    parser.add_argument("--directory", help="disk/sqlite: the cache directory")
+    parser.add_argument("--path", help="sqlite: the database file")
+    parser.add_argument("--url", help="redis: server URL, e.g. redis://localhost:6379/0")
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from opero.core.cache import open_backend  # noqa: PLC0415
+
+    config = {
+        name: getattr(args, name)
+        for name in ("directory", "path", "url")
+        if getattr(args, name) is not None
+    }
+    return open_backend(args.backend, config)
+
+
+def _cache_command(args: argparse.Namespace) -> int:
+    from opero.core.backends.base import namespace_prefix  # noqa: PLC0415
+    from opero.exceptions import ConfigurationError  # noqa: PLC0415
+
+    try:
+        store = _open(args)
+    except ConfigurationError as exc:
+        print(f"opero: {exc}", file=sys.stderr)
+        return 2
+    prefix = namespace_prefix(args.namespace)
+    scope = f"namespace {args.namespace!r}" if args.namespace else "all namespaces"
+    try:
+        if args.cache_command == "stats":
+            stats = store.stats(prefix)
+            print(f"backend:    {stats['backend']}")
+            print(f"location:   {stats['location']}")
+            print(f"entries:    {stats['entries']}")
+            if stats.get("bytes") is not None:
+                print(f"size:       {stats['bytes']} bytes")
+            print("namespaces:" + ("" if stats["namespaces"] else " (none)"))
+            for name, count in stats["namespaces"].items():
+                print(f"  {name}: {count}")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(
+                    "opero: refusing to clear without --yes (no terminal to ask)", file=sys.stderr
+                )
+                return 1
+            answer = input(f"Clear {scope} in {store.kind} cache at {store.location}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing cleared")
+                return 1
+        removed = store.clear(prefix)
+        print(f"cleared {removed} entries ({scope}) from {store.kind} cache at {store.location}")
+        return 0
+    except Exception as exc:  # a CLI reports, it does not trace back
+        print(
+            f"opero: {store.kind} cache at {store.location} failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opero`` console script."""
     parser = argparse.ArgumentParser(
@@ -102,9 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="run a short tour: retries, fallback, cache, rate limit")
     commands.add_parser("version", help="print the installed version")
+    cache = commands.add_parser("cache", help="inspect or clear a persistent cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    stats = cache_commands.add_parser("stats", help="entries, size and namespaces of a cache")
+    _store_args(stats)
+    clear = cache_commands.add_parser("clear", help="delete cached entries (asks first)")
+    _store_args(clear)
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo()
+    if args.command == "cache":
+        return _cache_command(args)
     if args.command == "version":
         import opero  # noqa: PLC0415
 

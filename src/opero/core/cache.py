@@ -377,7 +377,7 @@ def make_cache(
             msg = "cache_serializer and cache_secret apply to disk, sqlite and redis caches only"
             raise ConfigurationError(msg)
         return MemoryCache(func, ttl=ttl, namespace=namespace, key=key, maxsize=maxsize)
-    store = _open_store(backend, config)
+    store = open_backend(backend, config)
     return StoreCache(func, store=store, codec=codec, ttl=ttl, namespace=namespace, key=key)
 
 
@@ -392,7 +392,8 @@ def _accept_keys(config: dict[str, Any], accepted: set[str], backend: str) -> No
         raise ConfigurationError(msg)
 
 
-def _open_store(backend: str, config: dict[str, Any]) -> ByteStore:
+def open_backend(backend: str, config: dict[str, Any]) -> ByteStore:
+    """The (shared) store for a persistent ``backend`` and its config; used by the CLI too."""
     from pathlib import Path  # noqa: PLC0415 - persistent backends only
 
     if backend == "disk":
