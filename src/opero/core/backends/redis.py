@@ -9,7 +9,7 @@ Entries expire on the server (``PX``) as well as by the expiry in each entry.
 from __future__ import annotations
 
 import threading
-import weakref
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from opero.core.backends.base import Health, count_namespaces
@@ -66,9 +66,19 @@ def make_client(settings: dict[str, Any], *, use_async: bool) -> Any:
     """
     import redis  # noqa: PLC0415
     import redis.asyncio  # noqa: PLC0415
+    import redis.asyncio.retry  # noqa: PLC0415
+    import redis.retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
 
     cls: Any = redis.asyncio.Redis if use_async else redis.Redis
-    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0}
+    # redis-py retries a refused connection ten times with backoff by default
+    # (seconds per call while the server is down); opero has its own fallback.
+    retry: Any = (redis.asyncio.retry.Retry if use_async else redis.retry.Retry)(NoBackoff(), 0)
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "retry": retry,
+    }
     if settings["url"]:
         return cls.from_url(settings["url"], **options)
     return cls(
@@ -78,6 +88,19 @@ def make_client(settings: dict[str, Any], *, use_async: bool) -> Any:
         password=settings["password"],
         **options,
     )
+
+
+async def close_with_loop(client: Any) -> AsyncGenerator[None, None]:
+    """Close ``client`` when its loop shuts down.
+
+    Started (``await gen.asend(None)``) on a loop, the loop tracks this
+    generator, and ``asyncio.run`` closes such generators while the loop can
+    still do I/O, so the client's connections close cleanly with their loop.
+    """
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 class RedisStore:
@@ -95,7 +118,8 @@ class RedisStore:
         self.location = "a given client" if self._given else describe(self.settings)
         self.health = Health(f"redis {self.location}")
         self._client: Any = self._given
-        self._async: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        #: id(loop) -> (loop, client, closer): an asyncio client belongs to one loop.
+        self._async: dict[int, tuple[Any, Any, Any]] = {}
         self._lock = threading.Lock()
 
     def client(self) -> Any:
@@ -106,16 +130,22 @@ class RedisStore:
                     self._client = make_client(self.settings, use_async=False)
         return self._client
 
-    def async_client(self) -> Any:
-        """The asyncio client of the running loop."""
+    async def async_client(self) -> Any:
+        """The asyncio client of the running loop, closed when that loop shuts down."""
         import asyncio  # noqa: PLC0415
 
         if self._given_async is not None:
             return self._given_async
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = self._async[loop] = make_client(self.settings, use_async=True)
+        entry = self._async.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        client = make_client(self.settings, use_async=True)
+        closer = close_with_loop(client)
+        with self._lock:
+            self._async = {k: e for k, e in self._async.items() if not e[0].is_closed()}
+            self._async[id(loop)] = (loop, client, closer)
+        await closer.asend(None)
         return client
 
     def get(self, key: str) -> bytes | None:
@@ -128,13 +158,13 @@ class RedisStore:
 
     async def aget(self, key: str) -> bytes | None:
         """Like :meth:`get`, on the running loop's asyncio client."""
-        value = await self.async_client().get(key)
+        value = await (await self.async_client()).get(key)
         return bytes(value) if value is not None else None
 
     async def aset(self, key: str, data: bytes, ttl: float | None) -> None:
         """Like :meth:`set`, on the running loop's asyncio client."""
         px = None if ttl is None else max(1, int(ttl * 1000) + 60_000)
-        await self.async_client().set(key, data, px=px)
+        await (await self.async_client()).set(key, data, px=px)
 
     def _keys(self, prefix: str) -> list[str]:
         pattern = prefix.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")

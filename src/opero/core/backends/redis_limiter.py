@@ -1,0 +1,251 @@
+"""Rate limits shared by every process and host that uses one redis server.
+
+The schedule is the GCRA of :class:`opero.core.rate_limit.Limiter`, but its one
+timestamp lives in redis and each reservation is one Lua script, run atomically
+on the server with the server's own ``TIME``: hosts whose clocks disagree still
+agree on the schedule, and two callers never get the same slot.
+
+A limiter must never fail a call nor stop limiting, so while redis cannot be
+reached each call falls back to an in-process :class:`Limiter` of the same rate
+(the limit then holds per process), redis is asked again at most every
+``retry_after`` seconds, and the shared schedule resumes when it answers.
+
+redis is an optional dependency, imported only when a shared limit is asked
+for.  Needs Redis 5 or newer (a script that reads ``TIME`` before writing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Any, Final, final
+
+import redis
+import redis.asyncio
+from redis.commands.core import AsyncScript
+
+from opero.core import clock
+from opero.core.backends.redis import close_with_loop
+from opero.core.rate_limit import Limiter
+from opero.exceptions import ConfigurationError
+
+__all__ = ["RedisLimiter"]
+
+logger = logging.getLogger("opero")
+
+#: One reservation.  KEYS[1]: the schedule; ARGV[1]: interval and ARGV[2]: burst
+#: tolerance, both in microseconds.  Returns the microseconds to wait, as a string
+#: because redis would truncate a Lua number to an integer.  Times are written
+#: with 17 digits: Lua's default 14 would round microseconds since 1970.  The
+#: key expires just after its time has passed, when a missing key means the same
+#: (and a key holding garbage counts as missing).
+_GCRA: Final = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local start = math.max(now, tat - tonumber(ARGV[2]))
+local next_tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.17g', next_tat),
+           'PX', math.ceil((next_tat - now) / 1000) + 1)
+return string.format('%.17g', start - now)
+"""
+
+#: What "redis is unavailable" looks like: any redis error, a socket error, or
+#: asyncio's timeout (not an OSError before Python 3.11).
+_UNAVAILABLE: Final = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+@final
+class _LoopClient:
+    """The async client of one event loop (an asyncio client is bound to its loop)."""
+
+    __slots__ = ("closer", "loop", "script")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
+        self.loop = loop
+        self.script: AsyncScript = client.register_script(_GCRA)
+        self.closer = close_with_loop(client)
+
+
+@final
+class RedisLimiter:
+    """Even spacing at ``rate`` calls per second across every user of ``scope``.
+
+    Same interface and schedule as :class:`~opero.core.rate_limit.Limiter`
+    (``burst`` may start at once, then starts are ``1 / rate`` apart).  All
+    limiters, in any process or host, with the same server, ``key_prefix`` and
+    ``scope`` share one schedule, so they should all give the same rate.
+
+    Args:
+        rate: Calls per second (> 0).
+        burst: Calls that may start at once (>= 1).
+        scope: Names the shared schedule; the redis key is ``key_prefix + scope``.
+        client_factory: Builds the sync client (called once, here).  Give it a
+            short connect timeout and few retries: each attempt to reach a
+            server that is down is paid by one call, at most every ``retry_after``.
+        async_client_factory: Builds one asyncio client per event loop.  Without
+            it, :meth:`areserve_for` runs the sync client in a worker thread.
+        key_prefix: Put before ``scope`` to form the key.
+        retry_after: Seconds between two attempts to reach redis while it is down.
+    """
+
+    __slots__ = (
+        "_async_factory",
+        "_client",
+        "_fallback",
+        "_key",
+        "_lock",
+        "_loops",
+        "_retry_at",
+        "_script",
+        "_script_args",
+        "burst",
+        "interval",
+        "rate",
+        "retry_after",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        scope: str,
+        *,
+        client_factory: Callable[[], redis.Redis],
+        async_client_factory: Callable[[], redis.asyncio.Redis] | None = None,
+        key_prefix: str = "opero:ratelimit:",
+        retry_after: float = 1.0,
+    ) -> None:
+        #: The schedule used while redis is unreachable; it also validates rate and burst.
+        self._fallback = Limiter(rate, burst)
+        if not isinstance(scope, str) or not scope:
+            msg = f"a shared rate limit needs a non-empty scope name, got {scope!r}"
+            raise ConfigurationError(msg)
+        if (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, (int, float))
+            or not (math.isfinite(retry_after) and retry_after >= 0)
+        ):
+            msg = f"retry_after must be a number of seconds >= 0, got {retry_after!r}"
+            raise ConfigurationError(msg)
+        self.rate = self._fallback.rate
+        self.burst = self._fallback.burst
+        #: Seconds between two starts.
+        self.interval = self._fallback.interval
+        self.scope = scope
+        #: Seconds between two attempts to reach redis while it is down.
+        self.retry_after = float(retry_after)
+        self._key = key_prefix + scope
+        interval_us = self.interval * 1e6
+        self._script_args = (repr(interval_us), repr((self.burst - 1) * interval_us))
+        self._client = client_factory()
+        self._script = self._client.register_script(_GCRA)
+        self._async_factory = async_client_factory
+        self._loops: dict[int, _LoopClient] = {}
+        self._lock = threading.Lock()
+        #: ``None`` while redis answers; during an outage, when to ask it again.
+        self._retry_at: float | None = None
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """Claim the next shared start; return the seconds to wait for it.
+
+        ``now`` only matters while redis is unreachable and the in-process
+        schedule stands in; the shared schedule runs on the server's clock.
+        """
+        if self._should_ask():
+            try:
+                answer = self._script(keys=[self._key], args=self._script_args)
+            except _UNAVAILABLE as error:
+                self._lost(error)
+            else:
+                self._answered()
+                return float(answer) / 1e6
+        return self._fallback.reserve(now)
+
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """:meth:`reserve_for` without blocking the event loop."""
+        if self._async_factory is None:
+            return await asyncio.to_thread(self.reserve_for, args, kwargs, now)
+        if self._should_ask():
+            try:
+                script = await self._script_for_running_loop(self._async_factory)
+                answer = await script(keys=[self._key], args=self._script_args)
+            except _UNAVAILABLE as error:
+                self._lost(error)
+            else:
+                self._answered()
+                return float(answer) / 1e6
+        return self._fallback.reserve(now)
+
+    def close(self) -> None:
+        """Close the sync client's connections (async clients close with their loops)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client now rather than at loop shutdown."""
+        with self._lock:
+            entry = self._loops.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry.closer.aclose()
+
+    async def _script_for_running_loop(
+        self, factory: Callable[[], redis.asyncio.Redis]
+    ) -> AsyncScript:
+        """The script on this loop's client, made on the loop's first call.  Keyed by
+        ``id(loop)`` and checked against the loop, as a closed loop's id can be reused."""
+        loop = asyncio.get_running_loop()
+        entry = self._loops.get(id(loop))
+        if entry is not None and entry.loop is loop:
+            return entry.script
+        with self._lock:
+            # Clients of closed loops were closed at their shutdown; forget them.
+            self._loops = {k: e for k, e in self._loops.items() if not e.loop.is_closed()}
+            entry = self._loops[id(loop)] = _LoopClient(loop, factory())
+        # Runs to its first ``yield`` at once, which registers it with this loop.
+        await entry.closer.asend(None)
+        return entry.script
+
+    def _should_ask(self) -> bool:
+        """Whether this call goes to redis: always while it answers, else one call per pause."""
+        if self._retry_at is None:
+            return True
+        with self._lock:
+            if self._retry_at is None:
+                return True
+            current = clock.now()
+            if current < self._retry_at:
+                return False
+            # This call probes; the others keep to the fallback until it is answered.
+            self._retry_at = current + self.retry_after
+            return True
+
+    def _lost(self, error: BaseException) -> None:
+        """Switch to the in-process schedule; warn once per outage."""
+        with self._lock:
+            first = self._retry_at is None
+            self._retry_at = clock.now() + self.retry_after
+        if first:
+            # Only the error's type: its text can name the server, and a URL can hold a password.
+            logger.warning(
+                "opero: shared rate limit %r unavailable (%s); "
+                "limiting within this process until redis answers again",
+                self.scope,
+                type(error).__name__,
+            )
+
+    def _answered(self) -> None:
+        """Back to the shared schedule after an outage."""
+        if self._retry_at is None:
+            return
+        with self._lock:
+            restored = self._retry_at is not None
+            self._retry_at = None
+        if restored:
+            logger.info("opero: shared rate limit %r restored", self.scope)
