@@ -125,6 +125,8 @@ RateLimit = Limiter | PerArgsLimiter
 
 _groups: dict[str, Limiter] = {}
 _groups_lock = threading.Lock()
+#: Shared (redis) limiters of this process, by scope name and server.
+_shared_groups: dict[tuple[Any, ...], Any] = {}
 
 
 def limiter_for_scope(
@@ -211,22 +213,36 @@ def _shared_limiter(
     from opero.core.backends.redis_limiter import RedisLimiter  # noqa: PLC0415
 
     require_redis()
-    config = dict(backend_config or {})
     if not isinstance(backend_config, (dict, type(None))):
         msg = "rate_limit_backend_config must be a dict"
         raise ConfigurationError(msg)
+    config = dict(backend_config or {})
     client = config.pop("client", None)
     async_client = config.pop("async_client", None)
     settings = redis_settings(config, "rate_limit_backend_config")
     name = function if scope == "per_function" else scope
-    return RedisLimiter(
-        rate,
-        burst,
-        name,
-        client_factory=(lambda: client)
-        if client is not None
-        else (lambda: make_client(settings, use_async=False)),
-        async_client_factory=(lambda: async_client)
-        if async_client is not None
-        else (lambda: make_client(settings, use_async=True)),
-    )
+    # Functions of this process that name one group share one limiter (and its clients).
+    identity = (name, repr(sorted(settings.items())), id(client), id(async_client))
+    with _groups_lock:
+        limiter = _shared_groups.get(identity)
+        if limiter is not None:
+            if limiter.rate != float(rate) or limiter.burst != burst:
+                msg = (
+                    f"rate_limit_scope {scope!r} already exists with rate_limit={limiter.rate} "
+                    f"and rate_limit_burst={limiter.burst}; every function in a group must "
+                    f"give the same values (got rate_limit={rate}, rate_limit_burst={burst})"
+                )
+                raise ConfigurationError(msg)
+            return limiter
+        limiter = _shared_groups[identity] = RedisLimiter(
+            rate,
+            burst,
+            name,
+            client_factory=(lambda: client)
+            if client is not None
+            else (lambda: make_client(settings, use_async=False)),
+            async_client_factory=(lambda: async_client)
+            if async_client is not None
+            else (lambda: make_client(settings, use_async=True)),
+        )
+        return limiter
