@@ -141,7 +141,7 @@ def test_cache_clear_asks_on_a_terminal(tmp_path: Path, answer: str, left: int) 
         os.close(follower)
     store = SqliteStore(db)
     try:
-        assert store.stats("opero:")["entries"] == left
+        assert store.stats("opero:cache:")["entries"] == left
     finally:
         store.close()
 

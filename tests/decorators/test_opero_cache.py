@@ -475,12 +475,12 @@ def test_failed_computation_counts_as_a_miss(clock: FakeClock) -> None:
 def test_missing_optional_package_names_the_extra(backend: str, module: str) -> None:
     # A real interpreter in which the package cannot be imported.
     code = (
-        "import sys; sys.modules[%r] = None\n"
+        f"import sys; sys.modules[{module!r}] = None\n"
         "from opero import opero, ConfigurationError\n"
         "try:\n"
-        "    opero(cache=True, cache_backend=%r)(lambda: 1)\n"
+        f"    opero(cache=True, cache_backend={backend!r})(lambda: 1)\n"
         "except ConfigurationError as e:\n"
         "    print(e)\n"
-    ) % (module, backend)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert f'pip install "opero[{backend}]"' in out.stdout

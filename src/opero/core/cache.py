@@ -66,6 +66,8 @@ class MemoryCache:
 
     #: Reads and writes are in-process: the async shell calls them without awaiting.
     is_async = False
+    #: A second look before computing is free here (single-flight's late-finisher check).
+    recheck = True
 
     def __init__(
         self,
@@ -190,6 +192,9 @@ class StoreCache:
     answered as a miss.
     """
 
+    #: A second look would cost a round trip on every miss; a rare duplicate computation is cheaper.
+    recheck = False
+
     __slots__ = (
         "__weakref__",
         "codec",
@@ -254,19 +259,21 @@ class StoreCache:
         except Exception as exc:
             self._failed("read", exc)
             return MISSING
-        health.succeeded("read")
         return self._decode(data)
 
     get = read
 
     def _decode(self, data: bytes | None) -> Any:
-        if data is None:
-            return MISSING
-        try:
-            return self.codec.decode(data, clock.wall())
-        except UnreadableEntryError as exc:
-            self._failed(exc.kind, exc)
-            return MISSING
+        """The value in ``data``; a read counts as healthy only once it decoded."""
+        value = MISSING
+        if data is not None:
+            try:
+                value = self.codec.decode(data, clock.wall())
+            except UnreadableEntryError as exc:
+                self._failed(exc.kind, exc)
+                return MISSING
+        self.store.health.succeeded("read")
+        return value
 
     def hashable(self, key: Hashable) -> Hashable:
         """Store keys are strings already."""
@@ -304,7 +311,6 @@ class StoreCache:
         except Exception as exc:
             self._failed("read", exc)
             return MISSING
-        health.succeeded("read")
         return self._decode(data)
 
     async def aset(self, key: Hashable, value: Any) -> None:

@@ -71,7 +71,7 @@ class Codec(Frozen):
         if self.serializer == "json":
             import json  # noqa: PLC0415 - only json caches pay for it
 
-            payload = json.dumps(value, separators=(",", ":")).encode()
+            payload = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
         else:
             import pickle  # noqa: PLC0415
 
@@ -100,6 +100,9 @@ class Codec(Frozen):
                 )
         else:
             payload = data[size:]
+        if code != self._code:
+            # Never let the entry choose pickle: a json cache must not unpickle anything.
+            raise UnreadableEntryError("corrupt", "entry was written with another cache_serializer")
         if expires_at and expires_at <= now:
             return MISSING
         try:

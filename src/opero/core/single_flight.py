@@ -60,7 +60,7 @@ class SingleFlight:
             return False, flight.value
         try:
             # A leader that finished just before we registered may have stored it.
-            value = layer.get(key)
+            value = layer.get(key) if layer.recheck else MISSING
             computed = value is MISSING
             if computed:
                 value = compute()
@@ -115,7 +115,7 @@ class AsyncSingleFlight:
         future = loop.create_future()
         self._flights[slot] = future
         try:
-            value = await layer.aget(key) if layer.is_async else layer.get(key)
+            value = layer.get(key) if layer.recheck else MISSING
             computed = value is MISSING
             if computed:
                 value = await compute()

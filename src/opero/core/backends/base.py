@@ -1,7 +1,7 @@
 """What a persistent or shared cache backend provides, and the bookkeeping they share.
 
 Disk, sqlite and redis stores hold bytes under string keys of the form
-``opero:{namespace}:{function}:{digest}``; the cache layer does keys, envelopes
+``opero:cache:{namespace}:{function}:{digest}``; the cache layer does keys, envelopes
 (serialization, expiry, signatures) and single-flight.  Stores are shared: ten
 functions that name the same directory or server use one store object, so a
 failing server is reported once, not ten times.
@@ -29,8 +29,9 @@ __all__ = [
 
 logger = logging.getLogger("opero")
 
-#: Every key opero writes to a persistent store starts with this.
-KEY_ROOT = "opero:"
+#: Every cache key opero writes to a persistent store starts with this (shared
+#: rate limits live under ``opero:ratelimit:``, which clearing caches never touches).
+KEY_ROOT = "opero:cache:"
 
 
 def _escape(part: str) -> str:
@@ -48,13 +49,14 @@ def function_prefix(namespace: str, function: str) -> str:
 
 
 def count_namespaces(keys: list[str]) -> dict[str, int]:
-    """Entry counts per namespace, from ``opero:{namespace}:...`` keys."""
+    """Entry counts per namespace, from ``opero:cache:{namespace}:...`` keys."""
     counts: dict[str, int] = {}
     for key in keys:
-        parts = key.split(":", 2)
-        if len(parts) == 3:
-            name = parts[1].replace("%3A", ":").replace("%25", "%")
-            counts[name] = counts.get(name, 0) + 1
+        if not key.startswith(KEY_ROOT):
+            continue
+        escaped = key[len(KEY_ROOT) :].split(":", 1)[0]
+        name = escaped.replace("%3A", ":").replace("%25", "%")
+        counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -123,27 +125,36 @@ class Health:
                 self._cooldown = min(30.0, self._cooldown * 2 or 0.5)
                 self._down_until = clock.now() + self._cooldown
         if first:
+            until = " until it works again" if kind in _RESOLVES else ""
             logger.warning(
                 "opero cache %s: %s failed (%s: %s); calls go on without it. "
-                "Further %s failures are counted, not logged, until it works again.",
+                "Further %s failures are counted, not logged%s.",
                 self.name,
                 kind,
                 type(exc).__name__,
                 exc,
                 kind,
+                until,
             )
 
     def succeeded(self, kind: str) -> None:
-        """Record that ``kind`` works (again)."""
+        """Record that ``kind`` works (again); a good read also ends decode failures."""
         if self._failing or self._down_until:
             with self._lock:
-                if kind in self._failing:
-                    self._failing.discard(kind)
-                    logger.info("opero cache %s: %s works again", self.name, kind)
+                for resolved in _RESOLVES.get(kind, (kind,)):
+                    if resolved in self._failing:
+                        self._failing.discard(resolved)
+                        logger.info("opero cache %s: %s works again", self.name, resolved)
                 if kind in ("read", "write"):
                     self._down_until = 0.0
                     self._cooldown = 0.0
 
+
+#: A success of one kind also ends these kinds of failure.  Bad entries
+#: ("corrupt", "signature") and unencodable values ("encode") are not outages
+#: that end: they are reported once per store, so two writers that disagree
+#: cannot turn the log into one line per call.
+_RESOLVES = {"read": ("read",), "write": ("write",)}
 
 _stores: dict[tuple[str, str], ByteStore] = {}
 _stores_lock = threading.Lock()

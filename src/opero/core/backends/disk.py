@@ -83,6 +83,8 @@ class DiskStore:
         self._open().set(key, data, expire=expire, retry=True)
 
     def clear(self, prefix: str) -> int:
+        if self._cache is None and not self.directory.exists():
+            return 0  # never used: do not create it just to clear it
         cache = self._open()
         removed = 0
         for key in list(cache.iterkeys()):
@@ -91,6 +93,14 @@ class DiskStore:
         return removed
 
     def stats(self, prefix: str) -> dict[str, Any]:
+        if self._cache is None and not self.directory.exists():
+            return {
+                "backend": self.kind,
+                "location": self.location,
+                "entries": 0,
+                "bytes": 0,
+                "namespaces": {},
+            }
         cache = self._open()
         keys = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
         return {

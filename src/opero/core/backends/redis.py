@@ -111,10 +111,12 @@ class RedisStore:
     def __init__(self, config: dict[str, Any]) -> None:
         self._given = config.get("client")
         self._given_async = config.get("async_client")
-        self.settings = redis_settings(
-            {k: v for k, v in config.items() if k not in ("client", "async_client")},
-            "cache_backend_config",
-        )
+        plain = {k: v for k, v in config.items() if k not in ("client", "async_client")}
+        if self._given is not None and self._given_async is None and not plain:
+            # Async functions need an asyncio client: reach the server the given one uses.
+            kw = self._given.connection_pool.connection_kwargs
+            plain = {k: kw[k] for k in ("host", "port", "db", "password") if kw.get(k) is not None}
+        self.settings = redis_settings(plain, "cache_backend_config")
         self.location = "a given client" if self._given else describe(self.settings)
         self.health = Health(f"redis {self.location}")
         self._client: Any = self._given

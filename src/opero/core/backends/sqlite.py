@@ -10,6 +10,7 @@ that finds one deletes it, and every 256th write sweeps the table.
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 import threading
 import time
@@ -49,6 +50,9 @@ class SqliteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             private_directory(self.path.parent)
+            if not self.path.exists():
+                # Created owner-only: cached results can hold private data.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(
                 self.path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
@@ -88,12 +92,22 @@ class SqliteStore:
             conn.execute("DELETE FROM opero_cache WHERE expires <= ?", (time.time(),))
 
     def clear(self, prefix: str) -> int:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
+            return 0  # never used: do not create it just to clear it
         cursor = self._connection().execute(
             "DELETE FROM opero_cache WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
         )
         return cursor.rowcount
 
     def stats(self, prefix: str) -> dict[str, Any]:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
+            return {
+                "backend": self.kind,
+                "location": self.location,
+                "entries": 0,
+                "bytes": 0,
+                "namespaces": {},
+            }
         conn = self._connection()
         rows = conn.execute(
             "SELECT key, length(value) FROM opero_cache WHERE substr(key, 1, ?) = ?",
