@@ -1,0 +1,239 @@
+"""A decorated function's cache in a persistent or shared store (disk, sqlite, redis).
+
+Keys are ``opero:cache:{namespace}:{module.qualname}:{digest of the arguments}``
+(or of what ``cache_key`` returned); values are envelopes from
+:class:`~opero.core.serialize.Codec`.  Stores are opened once per location and
+shared by every function that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, final
+
+from opero.core import clock
+from opero.core.backends.base import ByteStore, function_prefix, open_store
+from opero.core.backends.memory import MISSING
+from opero.core.keys import KeyFunction, digest, freeze, key_function
+from opero.core.serialize import Codec, UnreadableEntryError
+from opero.exceptions import ConfigurationError
+
+__all__ = ["StoreCache", "accept_keys", "open_backend"]
+
+
+@final
+class StoreCache:
+    """One decorated function's cache in a persistent or shared store (disk, sqlite, redis).
+
+    Keys are ``opero:{namespace}:{module.qualname}:{digest of the arguments}``
+    (or of what ``cache_key`` returned); values are envelopes from
+    :class:`~opero.core.serialize.Codec`.  Every failure of the store, of
+    decoding or of a signature check is counted, reported once per store and
+    kind by the store's :class:`~opero.core.backends.base.Health`, and
+    answered as a miss.
+    """
+
+    #: A second look would cost a round trip on every miss; a rare duplicate computation is cheaper.
+    recheck = False
+
+    __slots__ = (
+        "__weakref__",
+        "codec",
+        "errors",
+        "is_async",
+        "key",
+        "namespace",
+        "prefix",
+        "store",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        store: ByteStore,
+        codec: Codec,
+        ttl: float | None = None,
+        namespace: str = "opero",
+        key: Callable[..., Hashable] | None = None,
+    ) -> None:
+        self.store = store
+        self.codec = codec
+        self.namespace = namespace
+        self.ttl = None if ttl is None else float(ttl)
+        module = getattr(func, "__module__", None) or "?"
+        qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+        self.prefix = function_prefix(namespace, f"{module}.{qualname}")
+        #: Failed operations of this function, counted.
+        self.errors = 0
+        #: The store has asyncio methods (redis): the async shell awaits them.
+        self.is_async = hasattr(store, "aget")
+        self.key: KeyFunction = self._key_function(func, key)
+
+    def _key_function(
+        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None
+    ) -> KeyFunction:
+        build = key_function(func) if custom is None else None
+        prefix = self.prefix
+
+        def store_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+            try:
+                part = custom(func, *args, **kwargs) if custom is not None else build(args, kwargs)  # type: ignore[misc]
+                if part is MISSING:
+                    return MISSING
+                return prefix + (part if isinstance(part, str) else digest(freeze(part)))
+            except Exception as exc:
+                self._failed("key", exc)
+                return MISSING
+
+        return store_key
+
+    def read(self, key: Hashable) -> Any:
+        """The value under ``key`` or ``MISSING``; never raises."""
+        health = self.store.health
+        if not health.available():
+            return MISSING
+        try:
+            data = self.store.get(key)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING
+        return self._decode(data)
+
+    get = read
+
+    def _decode(self, data: bytes | None) -> Any:
+        """The value in ``data``; a read counts as healthy only once it decoded."""
+        value = MISSING
+        if data is not None:
+            try:
+                value = self.codec.decode(data, clock.wall())
+            except UnreadableEntryError as exc:
+                self._failed(exc.kind, exc)
+                return MISSING
+        self.store.health.succeeded("read")
+        return value
+
+    def hashable(self, key: Hashable) -> Hashable:
+        """Store keys are strings already."""
+        return key
+
+    def _encode(self, value: Any) -> bytes | None:
+        expires = None if self.ttl is None else clock.wall() + self.ttl
+        try:
+            return self.codec.encode(value, expires)
+        except Exception as exc:
+            self._failed("encode", exc)
+            return None
+
+    def set(self, key: Hashable, value: Any) -> None:
+        """Store ``value``; a failure is counted and reported, never raised."""
+        if not self.store.health.available():
+            return
+        data = self._encode(value)
+        if data is None:
+            return
+        try:
+            self.store.set(key, data, self.ttl)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._failed("write", exc)
+        else:
+            self.store.health.succeeded("write")
+
+    async def aget(self, key: Hashable) -> Any:
+        """:meth:`read` on the store's asyncio client."""
+        health = self.store.health
+        if not health.available():
+            return MISSING
+        try:
+            data = await self.store.aget(key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING
+        return self._decode(data)
+
+    async def aset(self, key: Hashable, value: Any) -> None:
+        """:meth:`set` on the store's asyncio client."""
+        if not self.store.health.available():
+            return
+        data = self._encode(value)
+        if data is None:
+            return
+        try:
+            await self.store.aset(key, data, self.ttl)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed("write", exc)
+        else:
+            self.store.health.succeeded("write")
+
+    def clear(self) -> None:
+        """Forget every entry of this function in the store."""
+        try:
+            self.store.clear(self.prefix)
+        except Exception as exc:
+            self._failed("clear", exc)
+
+    def clear_namespace(self, namespace: str | None) -> None:
+        """Handled per store by :func:`clear_cache` (one sweep per store, not per function)."""
+
+    def stats(self) -> dict[str, Any]:
+        """What the store holds for this function (entries, bytes where cheap)."""
+        try:
+            return self.store.stats(self.prefix)
+        except Exception as exc:
+            self._failed("read", exc)
+            return {"backend": self.store.kind, "location": self.store.location}
+
+    def _failed(self, kind: str, exc: BaseException) -> None:
+        self.errors += 1
+        self.store.health.failed(kind, exc)
+
+
+def accept_keys(config: dict[str, Any], accepted: set[str], backend: str) -> None:
+    """Reject ``cache_backend_config`` keys unknown to ``backend``, naming the known ones."""
+    unknown = set(config) - accepted
+    if unknown:
+        names = ", ".join(sorted(accepted)) or "none"
+        msg = (
+            f"cache_backend_config for {backend!r} got unknown keys {sorted(unknown)}; "
+            f"accepted: {names}"
+        )
+        raise ConfigurationError(msg)
+
+
+def open_backend(backend: str, config: dict[str, Any]) -> ByteStore:
+    """The (shared) store for a persistent ``backend`` and its config; used by the CLI too."""
+    from pathlib import Path  # noqa: PLC0415 - persistent backends only
+
+    if backend == "disk":
+        from opero.core.backends.disk import DiskStore, default_directory, require_disk  # noqa: PLC0415
+
+        require_disk()
+        accept_keys(config, {"directory"}, backend)
+        directory = Path(config.get("directory") or default_directory("disk")).expanduser()
+        identity = str(directory.resolve())
+        return open_store("disk", identity, lambda: DiskStore(directory))
+    if backend == "sqlite":
+        from opero.core.backends.disk import default_directory  # noqa: PLC0415
+        from opero.core.backends.sqlite import SqliteStore  # noqa: PLC0415
+
+        accept_keys(config, {"path", "directory"}, backend)
+        if "path" in config and "directory" in config:
+            msg = "cache_backend_config for 'sqlite': give either path or directory, not both"
+            raise ConfigurationError(msg)
+        if "path" in config:
+            path = Path(config["path"]).expanduser()
+        else:
+            folder = config.get("directory") or default_directory("sqlite")
+            path = Path(folder).expanduser() / "opero-cache.sqlite3"
+        return open_store("sqlite", str(path.resolve()), lambda: SqliteStore(path))
+    from opero.core.backends.redis import RedisStore, redis_settings, require_redis  # noqa: PLC0415
+
+    require_redis()
+    plain = {k: v for k, v in config.items() if k not in ("client", "async_client")}
+    settings = redis_settings(plain, "cache_backend_config")
+    identity = repr(sorted(settings.items())) + repr(
+        (id(config.get("client")), id(config.get("async_client")))
+    )
+    return open_store("redis", identity, lambda: RedisStore(config))
