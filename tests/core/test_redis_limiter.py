@@ -38,7 +38,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from opero import ConfigurationError
+from opero import ConfigurationError, opero
 from opero.core.backends.redis_limiter import RedisLimiter
 from opero.core.rate_limit import Limiter
 from opero.testing import FakeClock
@@ -315,18 +315,19 @@ def test_invalid_settings_are_configuration_errors() -> None:
 
 
 def paced_worker(scope: str, barrier: Barrier, results: Queue[list[float]]) -> None:
-    """One process: 20 calls, each reserving a shared slot and sleeping until it."""
-    limiter = RedisLimiter(20, 1, scope, client_factory=sync_client)
+    """One process: 20 calls of a function decorated with a shared 20/s limit."""
 
+    @opero(
+        rate_limit=20,
+        rate_limit_scope=scope,
+        rate_limit_backend="redis",
+        rate_limit_backend_config={"host": HOST, "port": PORT, "db": DB},
+    )
     def call() -> float:
-        time.sleep(limiter.reserve_for((), {}, time.monotonic()))
         return time.time()
 
-    try:
-        barrier.wait(timeout=30)
-        results.put([call() for _ in range(20)])
-    finally:
-        limiter.close()
+    barrier.wait(timeout=30)
+    results.put([call() for _ in range(20)])
 
 
 def test_three_processes_share_one_rate(scope: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ INFO_KEYS = {
     "configuration",
     "layers",
     "statistics",
+    "cache",
 }
 
 STAT_KEYS = {
@@ -53,6 +55,7 @@ def test_info_of_a_plain_function() -> None:
         "configuration": {},
         "layers": [],
         "statistics": None,
+        "cache": None,
     }
 
 
@@ -281,3 +284,24 @@ def test_analyze_shows_a_tenacity_strategy_by_name() -> None:
         return "pong"
 
     assert "Backoff: tenacity strategy wait_exponential" in analyze_function(ping)
+
+
+def test_cache_stats_and_secret_in_info(tmp_path: Path) -> None:
+    @opero(
+        cache=True,
+        cache_backend="sqlite",
+        cache_backend_config={"path": str(tmp_path / "c.sqlite3")},
+        cache_secret="hunter2-secret",
+    )
+    def double(x: int) -> int:
+        return 2 * x
+
+    double(1)
+    double(2)
+    info = get_opero_info(double)
+    assert info["cache"]["backend"] == "sqlite"
+    assert info["cache"]["entries"] == 2
+    assert info["configuration"]["cache_secret"] == "<set>"
+    assert "hunter2" not in repr(info)
+    plain = get_opero_info(opero(cache=True)(lambda x: x))
+    assert plain["cache"] == {"backend": "memory", "entries": 0, "namespace": "opero"}

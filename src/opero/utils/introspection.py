@@ -29,7 +29,9 @@ def _pipeline(func: Callable[..., Any]) -> Pipeline | None:
 def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     """What opero did to ``func``: configuration, layers (outermost first) and statistics.
 
-    Callbacks and cache-key functions appear by name only.
+    ``cache`` holds what the cache backend reports (backend, entries, and size
+    where that is cheap).  Callbacks, cache-key functions and the cache secret
+    appear by name only, never by value.
     """
     pipeline = _pipeline(func)
     info: dict[str, Any] = {
@@ -39,12 +41,18 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
         "configuration": {},
         "layers": [],
         "statistics": None,
+        "cache": None,
     }
     if pipeline is None:
         return info
-    info["configuration"] = {name: _describe(value) for name, value in pipeline.config.items()}
+    info["configuration"] = {
+        name: ("<set>" if name == "cache_secret" and value is not None else _describe(value))
+        for name, value in pipeline.config.items()
+    }
     info["layers"] = list(pipeline.layers)
     info["statistics"] = pipeline.statistics().as_dict()
+    if pipeline.cache is not None:
+        info["cache"] = pipeline.cache.stats()
     return info
 
 
