@@ -24,6 +24,7 @@ def test_exports_are_pinned() -> None:
             "clear_cache",
             "configure_logging",
             "opero",
+            "opmap",
         ]
     )
     for name in opero.__all__:
@@ -68,6 +69,7 @@ def test_import_does_not_load_optional_or_heavy_modules() -> None:
     code = (
         "import sys, opero; "
         "heavy = [m for m in ('asyncio', 'tenacity', 'tqdm', 'inspect', 'dataclasses', "
+        "'multiprocessing', 'concurrent.futures', 'cloudpickle', "
         "'redis', 'diskcache', 'distributed', 'importlib.metadata') if m in sys.modules]; "
         "print(heavy)"
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 from opero.core.cache import clear_cache
 from opero.decorators.opero import OperoFunction, opero
+from opero.decorators.opmap import opmap
 from opero.exceptions import (
     AllFailedError,
     CancelledItemError,
@@ -38,6 +39,7 @@ __all__ = [
     "clear_cache",
     "configure_logging",
     "opero",
+    "opmap",
 ]
 
 

@@ -1,0 +1,285 @@
+"""``@opmap``: a function that handles one item, run over many items with per-item resilience.
+
+``f(items, *args, **kwargs)`` returns one entry per item, the result or the
+exception, in input order (or completion order with ``ordered=False``);
+``f.imap`` and ``f.imap_unordered`` yield them lazily with a bounded number
+of items in flight.  Every ``@opero`` setting applies per item.  In thread and
+async modes the whole per-item pipeline runs beside the call; in process modes
+the cache and the rate limit stay in the parent (a hit never crosses a process
+boundary; the rate holds across all workers) and retries and fallbacks run in
+the worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from opero.core.shell import build_async, build_sync
+from opero.decorators.opero import build_pipeline, opero
+from opero.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from opero.concurrency.dispatch import MapPlan
+
+__all__ = ["MODES", "opmap"]
+
+#: The concurrency modes and whether each runs ``async def`` functions.
+MODES: Mapping[str, bool] = MappingProxyType(
+    {"thread": False, "process": False, "async": True, "async_process": True}
+)
+_START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def opmap(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    mode: str | None = None,
+    workers: int = 4,
+    ordered: bool = True,
+    progress: bool = True,
+    timeout: float | None = None,
+    chunk_size: int | None = None,
+    should_process: Callable[[], Any] | None = None,
+    start_method: str | None = None,
+    **opero_settings: Any,
+) -> Any:
+    """Run a one-item function over many items in a pool, each item resilient on its own.
+
+    Args:
+        mode: ``"thread"`` (default for sync functions), ``"process"``, ``"async"``
+            (default for ``async def``; tasks on the caller's loop) or ``"async_process"``
+            (an event loop in each worker process).
+        workers: Threads, processes or concurrent tasks (>= 1).
+        ordered: Results in input order (True) or completion order.
+        progress: Show a tqdm progress bar on stderr.
+        timeout: Seconds an item may run; a late one gets ``TimeoutError`` in its slot.
+        chunk_size: Items per dispatch; ``None`` picks a size from the input length.
+        should_process: Checked before each item starts; once false, the rest come back as
+            ``CancelledItemError``.
+        start_method: ``"forkserver"`` (Linux default), ``"spawn"`` (elsewhere) or ``"fork"``.
+        **opero_settings: Any ``@opero`` parameter, applied per item.
+
+    Example:
+        >>> from opero import opmap
+        >>> @opmap(workers=2, progress=False)
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square([1, 2, 3])
+        [1, 4, 9]
+    """
+    settings = dict(opero_settings)
+    unknown = set(settings) - set(_opero_parameters())
+    if unknown:
+        msg = f"@opmap got unknown parameters {sorted(unknown)}"
+        raise ConfigurationError(msg)
+    options = {
+        "mode": mode,
+        "workers": workers,
+        "ordered": ordered,
+        "progress": progress,
+        "timeout": timeout,
+        "chunk_size": chunk_size,
+        "should_process": should_process,
+        "start_method": start_method,
+    }
+    _validate(options)
+
+    def decorate(target: Callable[..., Any]) -> Any:
+        return _decorate(target, options, settings)
+
+    return decorate(func) if func is not None else decorate
+
+
+def _opero_parameters() -> list[str]:
+    return list(_opero_defaults())
+
+
+@functools.cache
+def _opero_defaults() -> Mapping[str, Any]:
+    """``@opero``'s parameters and defaults (read once; inspect is loaded only then)."""
+    import inspect  # noqa: PLC0415 - keeps `import opero` light
+
+    return MappingProxyType(
+        {n: p.default for n, p in inspect.signature(opero).parameters.items() if n != "func"}
+    )
+
+
+def _validate(options: dict[str, Any]) -> None:
+    mode = options["mode"]
+    if mode is not None and mode not in MODES:
+        msg = f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}"
+        raise ConfigurationError(msg)
+    workers = options["workers"]
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        msg = f"workers must be an int >= 1, got {workers!r}"
+        raise ConfigurationError(msg)
+    timeout = options["timeout"]
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        msg = f"timeout must be a number of seconds > 0, or None; got {timeout!r}"
+        raise ConfigurationError(msg)
+    size = options["chunk_size"]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        msg = f"chunk_size must be an int >= 1, or None for automatic; got {size!r}"
+        raise ConfigurationError(msg)
+    if options["should_process"] is not None and not callable(options["should_process"]):
+        msg = "should_process must be a callable taking no arguments"
+        raise ConfigurationError(msg)
+    method = options["start_method"]
+    if method is not None and method not in _START_METHODS:
+        msg = f"start_method must be one of {_START_METHODS}; got {method!r}"
+        raise ConfigurationError(msg)
+    for name in ("ordered", "progress"):
+        if not isinstance(options[name], bool):
+            msg = f"{name} must be True or False, got {options[name]!r}"
+            raise ConfigurationError(msg)
+
+
+def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[str, Any]) -> Any:
+    # Pools, multiprocessing and cloudpickle load with the first @opmap, not with `import opero`.
+    import inspect  # noqa: PLC0415
+
+    from opero.concurrency.dispatch import MapPlan, iterate  # noqa: PLC0415
+    from opero.concurrency.pool import WorkerSpec, default_start_method  # noqa: PLC0415
+
+    is_async = inspect.iscoroutinefunction(func)
+    mode = options["mode"] or ("async" if is_async else "thread")
+    if MODES[mode] != is_async:
+        if is_async:
+            msg = f"mode={mode!r} runs sync functions; for an async def use mode='async' or 'async_process'"
+        else:
+            msg = f"mode={mode!r} runs async def functions; for a sync function use mode='thread' or 'process'"
+        raise ConfigurationError(msg)
+    config = _full_config(settings)
+    process = mode in ("process", "async_process")
+    if process:
+        # The parent keeps the cache and the rate limit; workers get retries and fallbacks.
+        parent = build_pipeline(func, {**config, "retries": 0, "arg_fallback": None})
+        worker_config = {**config, "cache": False, "rate_limit": None}
+        build_pipeline(func, worker_config)  # validate here, not in a worker
+        spec = WorkerSpec(functools.partial(_worker_call, func, worker_config))
+        thread_call = None
+    else:
+        parent = build_pipeline(func, config)
+        spec = None
+        thread_call = build_sync(parent) if not is_async else build_async(parent)
+    plan = MapPlan(
+        mode=mode,
+        workers=options["workers"],
+        chunk_size=options["chunk_size"],
+        timeout=options["timeout"],
+        should_process=options["should_process"],
+        progress=options["progress"],
+        start_method=options["start_method"] or default_start_method(),
+        retries=config["retries"],
+        cache=parent.cache if process else None,
+        limiter=parent.limiter if process else None,
+        pipeline=parent,
+        on_cache_hit=parent.callbacks.on_cache_hit,
+        spec=spec,
+        thread_call=thread_call,
+    )
+    ordered = options["ordered"]
+    if mode == "async":
+        from opero.concurrency.async_map import async_iterate  # noqa: PLC0415
+
+        return _async_wrapper(func, plan, ordered, async_iterate)
+    if mode == "async_process":
+        return _async_wrapper(func, plan, ordered, _threaded(iterate))
+    return _sync_wrapper(func, plan, ordered)
+
+
+def _full_config(settings: dict[str, Any]) -> dict[str, Any]:
+    return {**_opero_defaults(), **settings}
+
+
+def _worker_call(func: Callable[..., Any], config: dict[str, Any]) -> Callable[..., Any]:
+    """Run in a worker: the per-item retry and fallback pipeline for ``func``."""
+    import inspect  # noqa: PLC0415
+
+    pipeline = build_pipeline(func, config)
+    if inspect.iscoroutinefunction(func):
+        call = build_async(pipeline)
+        call._opero_is_async = True  # type: ignore[attr-defined]
+        return call
+    return build_sync(pipeline)
+
+
+def _attach(wrapper: Any, func: Callable[..., Any], plan: MapPlan) -> Any:
+    functools.update_wrapper(wrapper, func)
+    wrapper.__opero__ = plan.pipeline
+    wrapper.__opmap__ = plan
+    wrapper.statistics = plan.pipeline.statistics
+    wrapper.cache_clear = plan.pipeline.cache.clear if plan.pipeline.cache else (lambda: None)
+    return wrapper
+
+
+def _sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any:
+    from opero.concurrency.dispatch import iterate  # noqa: PLC0415
+
+    def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        return list(iterate(plan, items, args, kwargs, ordered=ordered))
+
+    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iterate(plan, items, args, kwargs, ordered=True)
+
+    def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iterate(plan, items, args, kwargs, ordered=False)
+
+    wrapper = _attach(mapped, func, plan)
+    wrapper.imap = imap
+    wrapper.imap_unordered = imap_unordered
+    return wrapper
+
+
+def _threaded(sync_iterate: Callable[..., Iterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """An async iterator over a sync map loop run in a helper thread (async_process)."""
+
+    async def run(
+        plan: MapPlan,
+        items: Iterable[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        ordered: bool,
+    ) -> AsyncIterator[Any]:
+        import asyncio  # noqa: PLC0415
+
+        source = sync_iterate(plan, items, args, kwargs, ordered=ordered)
+        done = object()
+        try:
+            while True:
+                value = await asyncio.to_thread(next, source, done)
+                if value is done:
+                    return
+                yield value
+        finally:
+            await asyncio.to_thread(source.close)
+
+    return run
+
+
+def _async_wrapper(
+    func: Callable[..., Any],
+    plan: MapPlan,
+    ordered: bool,
+    engine: Callable[..., AsyncIterator[Any]],
+) -> Any:
+    async def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        return [value async for value in engine(plan, items, args, kwargs, ordered=ordered)]
+
+    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return engine(plan, items, args, kwargs, ordered=True)
+
+    def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return engine(plan, items, args, kwargs, ordered=False)
+
+    wrapper = _attach(mapped, func, plan)
+    wrapper.imap = imap
+    wrapper.imap_unordered = imap_unordered
+    return wrapper
