@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from opero.concurrency.dispatch import MapPlan, progress_bar
+from opero.concurrency.dispatch import Collector, MapPlan
+from opero.concurrency.pool import NOT_STARTED, Outcome
 from opero.exceptions import CancelledItemError
 
 __all__ = ["async_iterate"]
@@ -27,65 +28,41 @@ async def async_iterate(
 ) -> AsyncIterator[Any]:
     """Results (or exceptions) for ``items``, in input order or as they complete."""
     call, timeout, should_process = plan.thread_call, plan.timeout, plan.should_process
-    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
-    bar = progress_bar(plan.progress, total)
 
-    async def one(index: int, item: Any) -> tuple[int, bool, Any]:
+    async def one(index: int, item: Any) -> Outcome:
         try:
             work = call(item, *args, **kwargs)
             value = await (asyncio.wait_for(work, timeout) if timeout is not None else work)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return (index, False, TimeoutError(f"item did not finish within {timeout} s"))
         except Exception as exc:
             return (index, False, exc)
         return (index, True, value)
 
     source = enumerate(items)
-    pending: set[asyncio.Task[tuple[int, bool, Any]]] = set()
-    buffer: dict[int, Any] = {}
-    next_index = failures = 0
+    collector = Collector(plan.progress, items, ordered=ordered)
+    pending: set[asyncio.Task[Outcome]] = set()
     stopped = False
     try:
         while True:
-            ready: list[tuple[int, bool, Any]] = []
-            while len(pending) < plan.workers:
-                entry = next(source, None)
-                if entry is None:
-                    break
-                if stopped or (should_process is not None and not should_process()):
-                    stopped = True
-                    ready.append(
-                        (
-                            entry[0],
-                            False,
-                            CancelledItemError("not started: should_process said stop"),
-                        )
-                    )
-                    continue
-                pending.add(asyncio.ensure_future(one(*entry)))
+            ready: list[Outcome] = []
+            while len(pending) < plan.workers and (entry := next(source, None)) is not None:
+                stopped = stopped or (should_process is not None and not should_process())
+                if stopped:
+                    ready.append((entry[0], False, CancelledItemError(NOT_STARTED)))
+                else:
+                    pending.add(asyncio.ensure_future(one(*entry)))
             if pending and not ready:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 ready.extend(task.result() for task in done)
             if not ready and not pending:
                 return
-            for index, ok, value in ready:
-                if not ok:
-                    failures += 1
-                if bar is not None:
-                    bar.update(1)
-                    if not ok:
-                        bar.set_postfix(failed=failures, refresh=False)
-                if not ordered:
+            for outcome in ready:
+                for value in collector.add(outcome):
                     yield value
-                    continue
-                buffer[index] = value
-                while next_index in buffer:
-                    yield buffer.pop(next_index)
-                    next_index += 1
     finally:
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        if bar is not None:
-            bar.close()
+        collector.close()

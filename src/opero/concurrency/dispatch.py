@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,11 +20,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from opero.concurrency.pool import (
+    NOT_STARTED,
     Outcome,
+    ThreadJob,
     WorkerSpec,
     kill_process_pool,
     process_pool,
-    run_chunk_in_thread,
     run_chunk_in_worker,
     thread_pool,
 )
@@ -33,7 +33,7 @@ from opero.core import clock
 from opero.core.backends.memory import MISSING
 from opero.exceptions import CancelledItemError, ConcurrencyError
 
-__all__ = ["MapPlan", "iterate", "progress_bar"]
+__all__ = ["Collector", "MapPlan", "iterate"]
 
 
 class MapPlan:
@@ -55,6 +55,25 @@ class MapPlan:
         "timeout",
         "workers",
     )
+
+    mode: str
+    workers: int
+    chunk_size: int | None
+    timeout: float | None
+    should_process: Callable[[], Any] | None
+    progress: bool
+    start_method: str
+    retries: int
+    #: Process modes: the parent-side cache and limiter (thread/async modes: None).
+    cache: Any
+    limiter: Any
+    #: The parent's pipeline: statistics, cache hits, rate-limit waits.
+    pipeline: Any
+    on_cache_hit: Any
+    #: Process modes: the function and its worker settings, as cloudpickle bytes.
+    spec: Any
+    #: Thread and async modes: the full per-item @opero wrapper.
+    thread_call: Any
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
@@ -83,41 +102,54 @@ def iterate(
     ordered: bool,
 ) -> Iterator[Any]:
     """Results (or exceptions) for ``items``, in input order or as they complete."""
-    size = _chunk_size(plan, items)
-    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
-    source = enumerate(items)
-    bar = progress_bar(plan.progress, total)
-    run = _Run(plan, args, kwargs, size)
-    buffer: dict[int, Any] = {}
-    next_index = 0
-    failures = 0
+    run = _Run(plan, args, kwargs, _chunk_size(plan, items))
+    collector = Collector(plan.progress, items, ordered=ordered)
     try:
-        for index, ok, value in run.outcomes(source):
-            if not ok:
-                failures += 1
-            if bar is not None:
-                bar.update(1)
-                if not ok:
-                    bar.set_postfix(failed=failures, refresh=False)
-            if not ordered:
-                yield value
-                continue
-            buffer[index] = value
-            while next_index in buffer:
-                yield buffer.pop(next_index)
-                next_index += 1
+        for outcome in run.outcomes(enumerate(items)):
+            yield from collector.add(outcome)
     finally:
         run.stop()
-        if bar is not None:
-            bar.close()
+        collector.close()
 
 
-def progress_bar(enabled: bool, total: int | None) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is wanted
+class Collector:
+    """Turns outcomes into the caller's order, and keeps the progress bar (items, failures)."""
 
-    return tqdm(total=total, unit="item", mininterval=0.2, dynamic_ncols=True)
+    __slots__ = ("bar", "buffer", "failures", "next_index", "ordered")
+
+    def __init__(self, progress: bool, items: Iterable[Any], *, ordered: bool) -> None:
+        self.ordered = ordered
+        self.buffer: dict[int, Any] = {}
+        self.next_index = 0
+        self.failures = 0
+        self.bar: Any = None
+        if progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is wanted
+
+            total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+            self.bar = tqdm(total=total, unit="item", mininterval=0.2, dynamic_ncols=True)
+
+    def add(self, outcome: Outcome) -> list[Any]:
+        """The values that can be handed out now that ``outcome`` is in."""
+        index, ok, value = outcome
+        if self.bar is not None:
+            self.bar.update(1)
+            if not ok:
+                self.failures += 1
+                self.bar.set_postfix(failed=self.failures, refresh=False)
+        if not self.ordered:
+            return [value]
+        self.buffer[index] = value
+        out = []
+        while self.next_index in self.buffer:
+            out.append(self.buffer.pop(self.next_index))
+            self.next_index += 1
+        return out
+
+    def close(self) -> None:
+        """Close the bar, if any."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Run:
@@ -134,15 +166,21 @@ class _Run:
         self.limit = plan.workers if plan.timeout is not None else plan.workers * 2
         self.in_flight: dict[Future[Any], list[tuple[int, Any]]] = {}
         self.submitted_at: dict[Future[Any], float] = {}
-        self.started: dict[int, float] = {}  # thread mode: when each item began
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
         self.ready: deque[Outcome] = deque()
-        self.halt = threading.Event()
         self.cancelled = False
         self.pool: Any = None
         if self.process:
             self.extra = _dumps((args, kwargs))
+        else:
+            self.job = ThreadJob(
+                plan.thread_call,
+                args,
+                kwargs,
+                plan.should_process,
+                track_start=plan.timeout is not None,
+            )
 
     # -- feeding -------------------------------------------------------------------------
     def outcomes(self, source: Iterator[tuple[int, Any]]) -> Iterator[Outcome]:
@@ -176,9 +214,7 @@ class _Run:
         if self.cancelled:
             # Everything not yet started is reported, not silently dropped.
             for index, _ in itertools.chain(chunk, source):
-                self.ready.append(
-                    (index, False, CancelledItemError("not started: should_process said stop"))
-                )
+                self.ready.append((index, False, CancelledItemError(NOT_STARTED)))
             return
         if self.process and plan.cache is not None:
             chunk = self._from_cache(chunk)
@@ -213,20 +249,7 @@ class _Run:
             future = self.pool.submit(run_chunk_in_worker, spec.key, spec.blob, chunk, self.extra)
         else:
             self.pool = thread_pool(plan.workers)
-            future = self.pool.submit(
-                _timed_chunk if plan.timeout is not None else run_chunk_in_thread,
-                *(
-                    (
-                        plan.thread_call,
-                        chunk,
-                        self.args,
-                        self.kwargs,
-                        plan.should_process,
-                        self.halt,
-                    )
-                    + ((self.started,) if plan.timeout is not None else ())
-                ),
-            )
+            future = self.pool.submit(self.job.run, chunk)
         self.in_flight[future] = chunk
         self.submitted_at[future] = time.monotonic()
 
@@ -280,7 +303,8 @@ class _Run:
                         index,
                         False,
                         ConcurrencyError(
-                            f"the worker process died {self.deaths[index]} times while running this item"
+                            f"the worker process died {self.deaths[index]} times "
+                            "while running this item"
                         ),
                     )
                 )
@@ -299,7 +323,9 @@ class _Run:
         now = time.monotonic()  # items really run: deadlines are real time, not opero's clock
         expired = []
         for future, chunk in self.in_flight.items():
-            begun = self.started.get(chunk[0][0]) if not self.process else self.submitted_at[future]
+            begun = (
+                self.submitted_at[future] if self.process else self.job.started.get(chunk[0][0])  # type: ignore[union-attr]
+            )
             if begun is not None and now - begun >= timeout and not future.done():
                 expired.append(future)
         if not expired:
@@ -321,27 +347,14 @@ class _Run:
 
     def stop(self) -> None:
         """Stop feeding; cancel what has not started; kill process workers if interrupted."""
-        self.halt.set()
+        if not self.process:
+            self.job.stop.set()
         pending = [f for f in self.in_flight if not f.done()]
         for future in pending:
             future.cancel()
         if self.process and pending and self.pool is not None:
             kill_process_pool(self.pool)
         self.in_flight.clear()
-
-
-def _timed_chunk(
-    call: Callable[..., Any],
-    chunk: list[tuple[int, Any]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    should_process: Callable[[], Any] | None,
-    stop: threading.Event,
-    started: dict[int, float],
-) -> list[Outcome]:
-    """A one-item chunk that records when it began, so its deadline counts from then."""
-    started[chunk[0][0]] = time.monotonic()
-    return run_chunk_in_thread(call, chunk, args, kwargs, should_process, stop)
 
 
 def _dumps(value: Any) -> bytes:
@@ -351,4 +364,5 @@ def _dumps(value: Any) -> bytes:
     except Exception:
         import cloudpickle  # noqa: PLC0415
 
-        return cloudpickle.dumps(value)
+        packed: bytes = cloudpickle.dumps(value)
+        return packed

@@ -16,6 +16,7 @@ import hashlib
 import multiprocessing
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
@@ -28,13 +29,15 @@ __all__ = [
     "default_start_method",
     "kill_process_pool",
     "process_pool",
-    "run_chunk_in_thread",
     "run_chunk_in_worker",
     "thread_pool",
 ]
 
 #: One item's result: ``(index, ok, value)``; ``value`` is the exception when not ok.
 Outcome = tuple[int, bool, Any]
+
+#: The message of an item that ``should_process`` stopped before it started.
+NOT_STARTED = "not started: should_process said stop"
 
 _lock = threading.Lock()
 _thread_pools: dict[int, ThreadPoolExecutor] = {}
@@ -111,32 +114,49 @@ def _shutdown_pools() -> None:
         tpool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_chunk_in_thread(
-    call: Callable[..., Any],
-    chunk: list[tuple[int, Any]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    should_process: Callable[[], Any] | None,
-    stop: threading.Event,
-) -> list[Outcome]:
-    """Run a chunk's items one after another in a pool thread; errors become outcomes."""
-    outcomes: list[Outcome] = []
-    for index, item in chunk:
-        if stop.is_set() or (should_process is not None and not should_process()):
-            stop.set()
-            outcomes.append(
-                (index, False, CancelledItemError("not started: should_process said stop"))
-            )
-            continue
-        try:
-            outcomes.append((index, True, call(item, *args, **kwargs)))
-        except Exception as exc:
-            outcomes.append((index, False, exc))
-    return outcomes
+class ThreadJob:
+    """One map's per-item call in pool threads: runs chunks, notes start times for deadlines."""
+
+    __slots__ = ("args", "call", "kwargs", "should_process", "started", "stop")
+
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        should_process: Callable[[], Any] | None,
+        *,
+        track_start: bool,
+    ) -> None:
+        self.call = call
+        self.args = args
+        self.kwargs = kwargs
+        self.should_process = should_process
+        #: Set to stop starting items (should_process said no, or the map was left).
+        self.stop = threading.Event()
+        #: When each item began (only with a timeout: deadlines count from the start).
+        self.started: dict[int, float] | None = {} if track_start else None
+
+    def run(self, chunk: list[tuple[int, Any]]) -> list[Outcome]:
+        """Run the chunk's items one after another; errors become outcomes."""
+        outcomes: list[Outcome] = []
+        should_process, started = self.should_process, self.started
+        for index, item in chunk:
+            if self.stop.is_set() or (should_process is not None and not should_process()):
+                self.stop.set()
+                outcomes.append((index, False, CancelledItemError(NOT_STARTED)))
+                continue
+            if started is not None:
+                started[index] = time.monotonic()
+            try:
+                outcomes.append((index, True, self.call(item, *self.args, **self.kwargs)))
+            except Exception as exc:
+                outcomes.append((index, False, exc))
+        return outcomes
 
 
 class WorkerSpec:
-    """What a process worker needs to rebuild the per-item pipeline: cloudpickle bytes and their digest."""
+    """What a process worker needs to rebuild the per-item pipeline: cloudpickle bytes, digest."""
 
     __slots__ = ("blob", "key")
 
@@ -194,22 +214,28 @@ async def _run_async_chunk(
 
 
 def _pack(outcomes: list[Outcome]) -> bytes:
-    """Pickle the outcomes; one that cannot be pickled becomes a ConcurrencyError naming its type."""
+    """Pickle the outcomes; one that cannot be pickled becomes a ConcurrencyError naming it."""
     import cloudpickle  # noqa: PLC0415
 
     try:
-        return cloudpickle.dumps(outcomes)
+        packed: bytes = cloudpickle.dumps(outcomes)
     except Exception:
-        safe: list[Outcome] = []
-        for index, ok, value in outcomes:
-            try:
-                cloudpickle.dumps(value)
-            except Exception as exc:
-                what = "result" if ok else "exception"
-                value = ConcurrencyError(
-                    f"the {what} of type {type(value).__qualname__} could not be sent back from "
-                    f"the worker process ({type(exc).__name__})"
-                )
-                ok = False
-            safe.append((index, ok, value))
-        return cloudpickle.dumps(safe)
+        packed = cloudpickle.dumps([_sendable(outcome) for outcome in outcomes])
+    return packed
+
+
+def _sendable(outcome: Outcome) -> Outcome:
+    """``outcome`` itself if it pickles, else a ConcurrencyError in its place."""
+    import cloudpickle  # noqa: PLC0415
+
+    index, ok, value = outcome
+    try:
+        cloudpickle.dumps(value)
+    except Exception as exc:
+        what = "result" if ok else "exception"
+        problem = ConcurrencyError(
+            f"the {what} of type {type(value).__qualname__} could not be sent back from "
+            f"the worker process ({type(exc).__name__})"
+        )
+        return (index, False, problem)
+    return outcome

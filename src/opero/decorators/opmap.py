@@ -150,10 +150,15 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
     is_async = inspect.iscoroutinefunction(func)
     mode = options["mode"] or ("async" if is_async else "thread")
     if MODES[mode] != is_async:
-        if is_async:
-            msg = f"mode={mode!r} runs sync functions; for an async def use mode='async' or 'async_process'"
-        else:
-            msg = f"mode={mode!r} runs async def functions; for a sync function use mode='thread' or 'process'"
+        kind, modes = (
+            ("sync", "'async' or 'async_process'")
+            if is_async
+            else (
+                "async def",
+                "'thread' or 'process'",
+            )
+        )
+        msg = f"mode={mode!r} runs {kind} functions; for this function use mode={modes}"
         raise ConfigurationError(msg)
     config = _full_config(settings)
     process = mode in ("process", "async_process")
@@ -250,7 +255,7 @@ def _threaded(sync_iterate: Callable[..., Iterator[Any]]) -> Callable[..., Async
     ) -> AsyncIterator[Any]:
         import asyncio  # noqa: PLC0415
 
-        source = sync_iterate(plan, items, args, kwargs, ordered=ordered)
+        source: Any = sync_iterate(plan, items, args, kwargs, ordered=ordered)
         done = object()
         try:
             while True:
