@@ -220,6 +220,9 @@ class _Run:
             chunk = self._from_cache(chunk)
             if not chunk:
                 return
+        if self.process:  # counted here once; resubmissions after a death or timeout are not calls
+            for _ in chunk:
+                next(plan.pipeline.counters.entries)
         if self.process and plan.limiter is not None:
             index, item = chunk[0]
             delay = plan.pipeline.rate_delay((item, *self.args), self.kwargs)
