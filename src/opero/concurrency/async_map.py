@@ -8,11 +8,12 @@ cancels the tasks still running.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from opero.concurrency.dispatch import Collector, MapPlan
-from opero.concurrency.pool import NOT_STARTED, Outcome
+from opero.concurrency.pool import NOT_STARTED
 from opero.exceptions import CancelledItemError
 
 __all__ = ["async_iterate"]
@@ -25,44 +26,57 @@ async def async_iterate(
     kwargs: dict[str, Any],
     *,
     ordered: bool,
-) -> AsyncIterator[Any]:
-    """Results (or exceptions) for ``items``, in input order or as they complete."""
+) -> AsyncIterator[list[Any]]:
+    """Batches of results (or exceptions) for ``items``, in input order or as they complete."""
     call, timeout, should_process = plan.thread_call, plan.timeout, plan.should_process
+    loop = asyncio.get_running_loop()
+    index_of: dict[asyncio.Future[Any], int] = {}
+    finished: deque[tuple[int, asyncio.Future[Any]]] = deque()
+    wake = asyncio.Event()
 
-    async def one(index: int, item: Any) -> Outcome:
-        try:
-            work = call(item, *args, **kwargs)
-            value = await (asyncio.wait_for(work, timeout) if timeout is not None else work)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            return (index, False, TimeoutError(f"item did not finish within {timeout} s"))
-        except Exception as exc:
-            return (index, False, exc)
-        return (index, True, value)
+    def done(task: asyncio.Future[Any]) -> None:
+        finished.append((index_of.pop(task), task))
+        wake.set()
 
     source = enumerate(items)
     collector = Collector(plan.progress, items, ordered=ordered)
-    pending: set[asyncio.Task[Outcome]] = set()
     stopped = False
     try:
         while True:
-            ready: list[Outcome] = []
-            while len(pending) < plan.workers and (entry := next(source, None)) is not None:
+            indices: list[int] = []
+            values: list[Any] = []
+            failed: list[int] = []
+            while len(index_of) < plan.workers and (entry := next(source, None)) is not None:
                 stopped = stopped or (should_process is not None and not should_process())
                 if stopped:
-                    ready.append((entry[0], False, CancelledItemError(NOT_STARTED)))
-                else:
-                    pending.add(asyncio.ensure_future(one(*entry)))
-            if pending and not ready:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                ready.extend(task.result() for task in done)
-            if not ready and not pending:
-                return
-            for outcome in ready:
-                for value in collector.add(outcome):
-                    yield value
+                    failed.append(len(values))
+                    indices.append(entry[0])
+                    values.append(CancelledItemError(NOT_STARTED))
+                    continue
+                work = call(entry[1], *args, **kwargs)
+                task = loop.create_task(asyncio.wait_for(work, timeout) if timeout else work)
+                index_of[task] = entry[0]
+                task.add_done_callback(done)
+            if not finished and not values:
+                if not index_of:
+                    return
+                wake.clear()
+                await wake.wait()
+            while finished:
+                index, future = finished.popleft()
+                error = future.exception()
+                if error is not None:
+                    if timeout is not None and isinstance(error, asyncio.TimeoutError):
+                        error = TimeoutError(f"item did not finish within {timeout} s")
+                    failed.append(len(values))
+                indices.append(index)
+                values.append(future.result() if error is None else error)
+            ready = collector.add((indices, values, failed)) if values else []
+            if ready:
+                yield ready
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        for running in index_of:
+            running.cancel()
+        if index_of:
+            await asyncio.gather(*index_of, return_exceptions=True)
         collector.close()

@@ -1,5 +1,9 @@
 """The map loop: feeds chunks of items to a pool, collects one outcome per item.
 
+Work moves in chunks both ways: a chunk is ``(indices, items)`` and comes back
+as a batch ``(indices, values, failed positions)`` with each exception in its
+item's slot, so the per-item cost in the parent is a list append.
+
 A bounded number of chunks is in flight, so memory stays flat however long
 the input is, and ``imap`` can consume an endless iterator.  Every item ends
 with exactly one outcome: its result, its exception, ``TimeoutError``,
@@ -10,6 +14,7 @@ an item that kills its worker is found and charged, and innocent ones are not.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pickle
 import time
@@ -21,7 +26,8 @@ from typing import Any
 
 from opero.concurrency.pool import (
     NOT_STARTED,
-    Outcome,
+    Batch,
+    Chunk,
     ThreadJob,
     WorkerSpec,
     kill_process_pool,
@@ -100,56 +106,82 @@ def iterate(
     kwargs: dict[str, Any],
     *,
     ordered: bool,
-) -> Iterator[Any]:
-    """Results (or exceptions) for ``items``, in input order or as they complete."""
+) -> Iterator[list[Any]]:
+    """Batches of results (or exceptions) for ``items``, in input order or as they complete."""
     run = _Run(plan, args, kwargs, _chunk_size(plan, items))
     collector = Collector(plan.progress, items, ordered=ordered)
     try:
-        for outcome in run.outcomes(enumerate(items)):
-            yield from collector.add(outcome)
+        for batch in run.batches(iter(items)):
+            ready = collector.add(batch)
+            if ready:
+                yield ready
     finally:
         run.stop()
         collector.close()
 
 
 class Collector:
-    """Turns outcomes into the caller's order, and keeps the progress bar (items, failures)."""
+    """Puts batches in the caller's order and keeps the progress bar (items, failures).
+
+    Works a chunk at a time, not an item at a time: for 20,000 trivial items
+    the per-item bookkeeping would cost more than the items themselves.
+    """
 
     __slots__ = ("bar", "buffer", "failures", "next_index", "ordered")
 
     def __init__(self, progress: bool, items: Iterable[Any], *, ordered: bool) -> None:
         self.ordered = ordered
-        self.buffer: dict[int, Any] = {}
+        #: Waiting runs of values, by the index of their first item.
+        self.buffer: dict[int, list[Any]] = {}
         self.next_index = 0
         self.failures = 0
         self.bar: Any = None
         if progress:
-            from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is wanted
-
             total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
-            self.bar = tqdm(total=total, unit="item", mininterval=0.2, dynamic_ncols=True)
+            self.bar = _bar_class()(total=total, unit="item", mininterval=0.2)
 
-    def add(self, outcome: Outcome) -> list[Any]:
-        """The values that can be handed out now that ``outcome`` is in."""
-        index, ok, value = outcome
+    def add(self, batch: Batch) -> list[Any]:
+        """The values that can be handed out now that ``batch`` is in."""
+        indices, values, failed = batch
         if self.bar is not None:
-            self.bar.update(1)
-            if not ok:
-                self.failures += 1
+            self.bar.update(len(values))
+            if failed:
+                self.failures += len(failed)
                 self.bar.set_postfix(failed=self.failures, refresh=False)
         if not self.ordered:
-            return [value]
-        self.buffer[index] = value
-        out = []
+            return values
+        if len(indices) == indices[-1] - indices[0] + 1:  # contiguous: one run
+            self.buffer[indices[0]] = values
+        else:
+            for index, value in zip(indices, values, strict=True):
+                self.buffer[index] = [value]
+        out: list[Any] = []
         while self.next_index in self.buffer:
-            out.append(self.buffer.pop(self.next_index))
-            self.next_index += 1
+            run = self.buffer.pop(self.next_index)
+            out.extend(run)
+            self.next_index += len(run)
         return out
 
     def close(self) -> None:
         """Close the bar, if any."""
         if self.bar is not None:
             self.bar.close()
+
+
+@functools.cache
+def _bar_class() -> Any:
+    """tqdm.auto's bar (a widget in notebooks) without the monitor thread each bar would start.
+
+    Updates come once per chunk, so the bar needs no watchdog to stay fresh, and
+    a thread started and joined per map would cost more than the updates.
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is wanted
+
+    return type("OperoBar", (tqdm,), {"monitor_interval": 0})
+
+
+def _failed_batch(indices: list[int], error: Callable[[], BaseException]) -> Batch:
+    return (indices, [error() for _ in indices], list(range(len(indices))))
 
 
 class _Run:
@@ -164,12 +196,13 @@ class _Run:
         self.size = size
         self.process = plan.mode != "thread"
         self.limit = plan.workers if plan.timeout is not None else plan.workers * 2
-        self.in_flight: dict[Future[Any], list[tuple[int, Any]]] = {}
+        self.in_flight: dict[Future[Any], Chunk] = {}
         self.submitted_at: dict[Future[Any], float] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
-        self.ready: deque[Outcome] = deque()
+        self.ready: deque[Batch] = deque()
         self.cancelled = False
+        self.consumed = 0
         self.pool: Any = None
         if self.process:
             self.extra = _dumps((args, kwargs))
@@ -183,17 +216,20 @@ class _Run:
             )
 
     # -- feeding -------------------------------------------------------------------------
-    def outcomes(self, source: Iterator[tuple[int, Any]]) -> Iterator[Outcome]:
+    def batches(self, source: Iterator[Any]) -> Iterator[Batch]:
         exhausted = False
         while True:
             while not exhausted and not self.suspects and len(self.in_flight) < self.limit:
-                chunk = list(itertools.islice(source, self.size))
-                if not chunk:
+                items = list(itertools.islice(source, self.size))
+                if not items:
                     exhausted = True
                     break
-                self._feed(chunk, source)
+                start = self.consumed
+                self.consumed += len(items)
+                self._feed((list(range(start, self.consumed)), items), source)
             if self.suspects and not self.in_flight:
-                self._submit([self.suspects.popleft()])
+                index, item = self.suspects.popleft()
+                self._submit(([index], [item]))
             while self.ready:
                 yield self.ready.popleft()
             if not self.in_flight:
@@ -207,52 +243,59 @@ class _Run:
                 self._collect(future)
             self._expire()
 
-    def _feed(self, chunk: list[tuple[int, Any]], source: Iterator[tuple[int, Any]]) -> None:
+    def _feed(self, chunk: Chunk, source: Iterator[Any]) -> None:
         plan = self.plan
         if self.process and plan.should_process is not None and not plan.should_process():
             self.cancelled = True
         if self.cancelled:
             # Everything not yet started is reported, not silently dropped.
-            for index, _ in itertools.chain(chunk, source):
-                self.ready.append((index, False, CancelledItemError(NOT_STARTED)))
+            rest = list(source)
+            indices = chunk[0] + list(range(self.consumed, self.consumed + len(rest)))
+            self.consumed += len(rest)
+            self.ready.append(_failed_batch(indices, lambda: CancelledItemError(NOT_STARTED)))
             return
         if self.process and plan.cache is not None:
             chunk = self._from_cache(chunk)
-            if not chunk:
+            if not chunk[0]:
                 return
         if self.process:  # counted here once; resubmissions after a death or timeout are not calls
-            for _ in chunk:
-                next(plan.pipeline.counters.entries)
+            _advance(plan.pipeline.counters.entries, len(chunk[0]))
         if self.process and plan.limiter is not None:
-            index, item = chunk[0]
-            delay = plan.pipeline.rate_delay((item, *self.args), self.kwargs)
+            delay = plan.pipeline.rate_delay((chunk[1][0], *self.args), self.kwargs)
             if delay > 0:
                 clock.sleep(delay)
         self._submit(chunk)
 
-    def _from_cache(self, chunk: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
-        cache, misses = self.plan.cache, []
-        for index, item in chunk:
+    def _from_cache(self, chunk: Chunk) -> Chunk:
+        cache, hit_indices, hit_values = self.plan.cache, [], []
+        miss_indices, miss_items = [], []
+        for index, item in zip(*chunk, strict=True):
             key = cache.key((item, *self.args), self.kwargs)
             value = MISSING if key is MISSING else cache.get(key)
             if value is MISSING:
-                misses.append((index, item))
+                miss_indices.append(index)
+                miss_items.append(item)
             else:
-                next(self.plan.pipeline.counters.cache_hits)
+                hit_indices.append(index)
+                hit_values.append(value)
                 if self.plan.on_cache_hit is not None:
                     self.plan.on_cache_hit.fire()
-                self.ready.append((index, True, value))
-        return misses
+        if hit_indices:
+            _advance(self.plan.pipeline.counters.cache_hits, len(hit_indices))
+            self.ready.append((hit_indices, hit_values, []))
+        return (miss_indices, miss_items)
 
-    def _submit(self, chunk: list[tuple[int, Any]]) -> None:
+    def _submit(self, chunk: Chunk) -> None:
         plan = self.plan
         if self.process:
             spec: WorkerSpec = plan.spec
             self.pool = process_pool(plan.start_method, plan.workers)
-            future = self.pool.submit(run_chunk_in_worker, spec.key, spec.blob, chunk, self.extra)
+            future = self.pool.submit(
+                run_chunk_in_worker, spec.key, spec.blob, chunk[1], self.extra
+            )
         else:
             self.pool = thread_pool(plan.workers)
-            future = self.pool.submit(self.job.run, chunk)
+            future = self.pool.submit(self.job.run, chunk[0], chunk[1])
         self.in_flight[future] = chunk
         self.submitted_at[future] = time.monotonic()
 
@@ -262,83 +305,68 @@ class _Run:
         self.submitted_at.pop(future, None)
         if chunk is None:
             return
+        indices, items = chunk
         try:
             payload = future.result()
         except BrokenProcessPool:
             self._worker_died(chunk)
             return
         except Exception as exc:  # the pool itself failed (e.g. could not pickle the arguments)
-            for index, _ in chunk:
-                self.ready.append(
-                    (
-                        index,
-                        False,
-                        ConcurrencyError(
-                            f"the pool could not run this item ({type(exc).__name__}: {exc})"
-                        ),
-                    )
-                )
+            problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
+            self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
-        outcomes = pickle.loads(payload) if self.process else payload  # noqa: S301 - our worker's bytes
-        cache = self.plan.cache if self.process else None
-        for index, ok, value in outcomes:
-            if ok and cache is not None:
-                self._store(index, value, chunk)
-            self.ready.append((index, ok, value))
+        values, failed = pickle.loads(payload) if self.process else payload  # noqa: S301 - our worker's bytes
+        if self.process and self.plan.cache is not None:
+            self._store(items, values, failed)
+        self.ready.append((indices, values, failed))
 
-    def _store(self, index: int, value: Any, chunk: list[tuple[int, Any]]) -> None:
-        cache = self.plan.cache
-        item = next(item for i, item in chunk if i == index)
-        key = cache.key((item, *self.args), self.kwargs)
-        if key is not MISSING:
-            next(self.plan.pipeline.counters.cache_misses)
-            cache.set(cache.hashable(key), value)
+    def _store(self, items: list[Any], values: list[Any], failed: list[int]) -> None:
+        cache, bad = self.plan.cache, set(failed)
+        stored = 0
+        for position, (item, value) in enumerate(zip(items, values, strict=True)):
+            if position in bad:
+                continue
+            key = cache.key((item, *self.args), self.kwargs)
+            if key is not MISSING:
+                stored += 1
+                cache.set(cache.hashable(key), value)
+        _advance(self.plan.pipeline.counters.cache_misses, stored)
 
-    def _worker_died(self, chunk: list[tuple[int, Any]]) -> None:
+    def _worker_died(self, chunk: Chunk) -> None:
         """A worker died: rebuild the pool; retry what it may have held, one item at a time."""
-        lone = len(chunk) == 1 and not self.in_flight
-        for index, item in chunk:
+        lone = len(chunk[0]) == 1 and not self.in_flight
+        for index, item in zip(*chunk, strict=True):
             if lone:  # alone in flight: this item is the one that killed its worker
                 self.deaths[index] = self.deaths.get(index, 0) + 1
             if self.deaths.get(index, 0) > self.plan.retries:
-                self.ready.append(
-                    (
-                        index,
-                        False,
-                        ConcurrencyError(
-                            f"the worker process died {self.deaths[index]} times "
-                            "while running this item"
-                        ),
-                    )
+                problem = (
+                    f"the worker process died {self.deaths[index]} times while running this item"
                 )
+                self.ready.append(([index], [ConcurrencyError(problem)], [0]))
             else:
                 self.suspects.append((index, item))
 
     def _wait_time(self) -> float | None:
-        if self.plan.timeout is None:
-            return None
-        return 0.05
+        return None if self.plan.timeout is None else 0.05
 
     def _expire(self) -> None:
         timeout = self.plan.timeout
         if timeout is None:
             return
         now = time.monotonic()  # items really run: deadlines are real time, not opero's clock
+        started = None if self.process else self.job.started
         expired = []
-        for future, chunk in self.in_flight.items():
-            begun = (
-                self.submitted_at[future] if self.process else self.job.started.get(chunk[0][0])  # type: ignore[union-attr]
-            )
+        for future, (indices, _) in self.in_flight.items():
+            begun = self.submitted_at[future] if started is None else started.get(indices[0])
             if begun is not None and now - begun >= timeout and not future.done():
                 expired.append(future)
         if not expired:
             return
+        message = f"item did not finish within {timeout} s"
         for future in expired:
-            for index, _ in self.in_flight.pop(future):
-                self.ready.append(
-                    (index, False, TimeoutError(f"item did not finish within {timeout} s"))
-                )
+            indices, _ = self.in_flight.pop(future)
             self.submitted_at.pop(future, None)
+            self.ready.append(_failed_batch(indices, lambda: TimeoutError(message)))
         if self.process:
             # The stuck worker cannot be stopped alone: replace the pool, resubmit the rest.
             others = list(self.in_flight.values())
@@ -358,6 +386,11 @@ class _Run:
         if self.process and pending and self.pool is not None:
             kill_process_pool(self.pool)
         self.in_flight.clear()
+
+
+def _advance(counter: Iterator[int], n: int) -> None:
+    """Move an ``itertools.count`` on by ``n`` in one C-level step."""
+    deque(itertools.islice(counter, n), maxlen=0)
 
 
 def _dumps(value: Any) -> bytes:

@@ -35,6 +35,10 @@ __all__ = [
 
 #: One item's result: ``(index, ok, value)``; ``value`` is the exception when not ok.
 Outcome = tuple[int, bool, Any]
+#: Work sent out: ``(indices, items)``.
+Chunk = tuple[list[int], list[Any]]
+#: Work come back: ``(indices, values, positions that failed)``; exceptions sit in their slots.
+Batch = tuple[list[int], list[Any], list[int]]
 
 #: The message of an item that ``should_process`` stopped before it started.
 NOT_STARTED = "not started: should_process said stop"
@@ -137,22 +141,26 @@ class ThreadJob:
         #: When each item began (only with a timeout: deadlines count from the start).
         self.started: dict[int, float] | None = {} if track_start else None
 
-    def run(self, chunk: list[tuple[int, Any]]) -> list[Outcome]:
-        """Run the chunk's items one after another; errors become outcomes."""
-        outcomes: list[Outcome] = []
+    def run(self, indices: list[int], items: list[Any]) -> tuple[list[Any], list[int]]:
+        """Run the chunk's items one after another: ``(values, failed positions)``."""
+        values: list[Any] = []
+        failed: list[int] = []
+        call, args, kwargs = self.call, self.args, self.kwargs
         should_process, started = self.should_process, self.started
-        for index, item in chunk:
+        for position, (index, item) in enumerate(zip(indices, items, strict=True)):
             if self.stop.is_set() or (should_process is not None and not should_process()):
                 self.stop.set()
-                outcomes.append((index, False, CancelledItemError(NOT_STARTED)))
+                values.append(CancelledItemError(NOT_STARTED))
+                failed.append(position)
                 continue
             if started is not None:
                 started[index] = time.monotonic()
             try:
-                outcomes.append((index, True, self.call(item, *self.args, **self.kwargs)))
+                values.append(call(item, *args, **kwargs))
             except Exception as exc:
-                outcomes.append((index, False, exc))
-        return outcomes
+                values.append(exc)
+                failed.append(position)
+        return values, failed
 
 
 class WorkerSpec:
@@ -173,8 +181,8 @@ class WorkerSpec:
 _WORKER_CALLS: dict[str, Callable[..., Any]] = {}
 
 
-def run_chunk_in_worker(key: str, blob: bytes, chunk: list[tuple[int, Any]], extra: bytes) -> bytes:
-    """Run in a worker process: the chunk's outcomes, pickled here so bad results stay per item."""
+def run_chunk_in_worker(key: str, blob: bytes, items: list[Any], extra: bytes) -> bytes:
+    """Run in a worker process: the chunk's ``(values, failed positions)``, pickled here."""
     import pickle  # noqa: PLC0415
 
     call = _WORKER_CALLS.get(key)
@@ -185,57 +193,81 @@ def run_chunk_in_worker(key: str, blob: bytes, chunk: list[tuple[int, Any]], ext
     if getattr(call, "_opero_is_async", False):
         import asyncio  # noqa: PLC0415
 
-        outcomes = asyncio.run(_run_async_chunk(call, chunk, args, kwargs))
+        values, failed = asyncio.run(_run_async_chunk(call, items, args, kwargs))
     else:
-        outcomes = []
-        for index, item in chunk:
+        values, failed = _run_sync_chunk(call, items, args, kwargs)
+    return _pack(values, failed)
+
+
+def _run_sync_chunk(
+    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Any], list[int]]:
+    """Each item through its pipeline; with nothing to do on success, the function directly.
+
+    ``call._opero_direct`` is the plain function and ``call._opero_resume`` continues the
+    retry loop from a first error, so a successful item costs one plain call.
+    """
+    values: list[Any] = []
+    failed: list[int] = []
+    direct = getattr(call, "_opero_direct", None)
+    resume = getattr(call, "_opero_resume", None)
+    for position, item in enumerate(items):
+        try:
+            if direct is None:
+                values.append(call(item, *args, **kwargs))
+                continue
             try:
-                outcomes.append((index, True, call(item, *args, **kwargs)))
-            except Exception as exc:
-                outcomes.append((index, False, exc))
-    return _pack(outcomes)
+                values.append(direct(item, *args, **kwargs))
+            except Exception as first:
+                values.append(resume(first, (item, *args), kwargs))  # type: ignore[misc]
+        except Exception as exc:
+            values.append(exc)
+            failed.append(position)
+    return values, failed
 
 
 async def _run_async_chunk(
-    call: Callable[..., Any],
-    chunk: list[tuple[int, Any]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> list[Outcome]:
+    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Any], list[int]]:
     import asyncio  # noqa: PLC0415
 
-    async def one(index: int, item: Any) -> Outcome:
+    async def one(item: Any) -> tuple[bool, Any]:
         try:
-            return (index, True, await call(item, *args, **kwargs))
+            return (True, await call(item, *args, **kwargs))
         except Exception as exc:
-            return (index, False, exc)
+            return (False, exc)
 
-    return list(await asyncio.gather(*(one(index, item) for index, item in chunk)))
+    results = await asyncio.gather(*(one(item) for item in items))
+    return [value for _, value in results], [i for i, (ok, _) in enumerate(results) if not ok]
 
 
-def _pack(outcomes: list[Outcome]) -> bytes:
-    """Pickle the outcomes; one that cannot be pickled becomes a ConcurrencyError naming it."""
+def _pack(values: list[Any], failed: list[int]) -> bytes:
+    """Pickle a batch; a value that cannot be pickled becomes a ConcurrencyError in its slot."""
     import cloudpickle  # noqa: PLC0415
 
     try:
-        packed: bytes = cloudpickle.dumps(outcomes)
+        packed: bytes = cloudpickle.dumps((values, failed))
     except Exception:
-        packed = cloudpickle.dumps([_sendable(outcome) for outcome in outcomes])
+        bad = set(failed)
+        safe = [_sendable(value, position in bad) for position, value in enumerate(values)]
+        still = sorted(
+            bad
+            | {p for p, (was, now) in enumerate(zip(values, safe, strict=True)) if was is not now}
+        )
+        packed = cloudpickle.dumps((safe, still))
     return packed
 
 
-def _sendable(outcome: Outcome) -> Outcome:
-    """``outcome`` itself if it pickles, else a ConcurrencyError in its place."""
+def _sendable(value: Any, is_error: bool) -> Any:
+    """``value`` itself if it pickles, else a ConcurrencyError naming its type."""
     import cloudpickle  # noqa: PLC0415
 
-    index, ok, value = outcome
     try:
         cloudpickle.dumps(value)
     except Exception as exc:
-        what = "result" if ok else "exception"
-        problem = ConcurrencyError(
+        what = "exception" if is_error else "result"
+        return ConcurrencyError(
             f"the {what} of type {type(value).__qualname__} could not be sent back from "
             f"the worker process ({type(exc).__name__})"
         )
-        return (index, False, problem)
-    return outcome
+    return value

@@ -111,6 +111,19 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
                 clock.sleep(delay)
         return attempts(*args, **kwargs)
 
+    if not has_fallback and on_success is None:
+        # For @opmap's process workers: call ``fn`` directly, and only on an error
+        # continue the same retry loop here (the success path then costs one call).
+        def resume(error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            next(entries)
+            if not isinstance(error, retry_on) or is_call_error(error):
+                failed(error)
+                raise error
+            return recover(Run(p, args, kwargs, None), error)
+
+        attempts._opero_direct = fn  # type: ignore[attr-defined]
+        attempts._opero_resume = resume  # type: ignore[attr-defined]
+
     if cache is None:
         # Without a limiter this is the whole wrapper: one try around the call.
         return attempts if limiter is None else limited

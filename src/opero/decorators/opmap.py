@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -228,13 +229,13 @@ def _sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any
     from opero.concurrency.dispatch import iterate  # noqa: PLC0415
 
     def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        return list(iterate(plan, items, args, kwargs, ordered=ordered))
+        return list(chain.from_iterable(iterate(plan, items, args, kwargs, ordered=ordered)))
 
     def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return iterate(plan, items, args, kwargs, ordered=True)
+        return chain.from_iterable(iterate(plan, items, args, kwargs, ordered=True))
 
     def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return iterate(plan, items, args, kwargs, ordered=False)
+        return chain.from_iterable(iterate(plan, items, args, kwargs, ordered=False))
 
     wrapper = _attach(mapped, func, plan)
     wrapper.imap = imap
@@ -276,13 +277,21 @@ def _async_wrapper(
     engine: Callable[..., AsyncIterator[Any]],
 ) -> Any:
     async def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        return [value async for value in engine(plan, items, args, kwargs, ordered=ordered)]
+        results: list[Any] = []
+        async for batch in engine(plan, items, args, kwargs, ordered=ordered):
+            results.extend(batch)
+        return results
+
+    async def flatten(batches: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:
+        async for batch in batches:
+            for value in batch:
+                yield value
 
     def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return engine(plan, items, args, kwargs, ordered=True)
+        return flatten(engine(plan, items, args, kwargs, ordered=True))
 
     def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return engine(plan, items, args, kwargs, ordered=False)
+        return flatten(engine(plan, items, args, kwargs, ordered=False))
 
     wrapper = _attach(mapped, func, plan)
     wrapper.imap = imap
