@@ -19,7 +19,7 @@ import itertools
 import pickle
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -106,7 +106,7 @@ def iterate(
     kwargs: dict[str, Any],
     *,
     ordered: bool,
-) -> Iterator[list[Any]]:
+) -> Generator[list[Any], None, None]:
     """Batches of results (or exceptions) for ``items``, in input order or as they complete."""
     run = _Run(plan, args, kwargs, _chunk_size(plan, items))
     collector = Collector(plan.progress, items, ordered=ordered)
@@ -198,6 +198,10 @@ class _Run:
         self.limit = plan.workers if plan.timeout is not None else plan.workers * 2
         self.in_flight: dict[Future[Any], Chunk] = {}
         self.submitted_at: dict[Future[Any], float] = {}
+        #: Process modes: the pool each chunk went to, and how many chunks each broken
+        #: pool held when it broke (a death is charged only to an item that ran alone).
+        self.pool_of: dict[Future[Any], Any] = {}
+        self.held_when_broken: dict[int, int] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
         self.ready: deque[Batch] = deque()
@@ -288,28 +292,55 @@ class _Run:
     def _submit(self, chunk: Chunk) -> None:
         plan = self.plan
         if self.process:
+            packed = self._pack_items(chunk)
+            if packed is None:
+                return
+            chunk, data = packed
             spec: WorkerSpec = plan.spec
-            self.pool = process_pool(plan.start_method, plan.workers)
-            future = self.pool.submit(
-                run_chunk_in_worker, spec.key, spec.blob, chunk[1], self.extra
-            )
+            self.pool = process_pool(plan.start_method, plan.workers, warm=plan.timeout is not None)
+            future = self.pool.submit(run_chunk_in_worker, spec.key, spec.blob, data, self.extra)
+            self.pool_of[future] = self.pool
         else:
             self.pool = thread_pool(plan.workers)
             future = self.pool.submit(self.job.run, chunk[0], chunk[1])
         self.in_flight[future] = chunk
         self.submitted_at[future] = time.monotonic()
 
+    def _pack_items(self, chunk: Chunk) -> tuple[Chunk, bytes] | None:
+        """The chunk's items as bytes; an item that cannot be pickled fails alone, here."""
+        try:
+            return chunk, _dumps(chunk[1])
+        except Exception:
+            kept: Chunk = ([], [])
+            for index, item in zip(*chunk, strict=True):
+                try:
+                    _dumps(item)
+                except Exception as exc:
+                    problem = ConcurrencyError(
+                        f"the item of type {type(item).__qualname__} could not be sent to a "
+                        f"worker process ({type(exc).__name__})"
+                    )
+                    self.ready.append(([index], [problem], [0]))
+                else:
+                    kept[0].append(index)
+                    kept[1].append(item)
+            return (kept, _dumps(kept[1])) if kept[0] else None
+
     # -- collecting ----------------------------------------------------------------------
     def _collect(self, future: Future[Any]) -> None:
         chunk = self.in_flight.pop(future, None)
         self.submitted_at.pop(future, None)
+        pool = self.pool_of.pop(future, None)
         if chunk is None:
             return
         indices, items = chunk
         try:
             payload = future.result()
         except BrokenProcessPool:
-            self._worker_died(chunk)
+            key = id(pool)
+            if key not in self.held_when_broken:
+                self.held_when_broken[key] = 1 + sum(p is pool for p in self.pool_of.values())
+            self._worker_died(chunk, alone=self.held_when_broken[key] == 1)
             return
         except Exception as exc:  # the pool itself failed (e.g. could not pickle the arguments)
             problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
@@ -332,9 +363,9 @@ class _Run:
                 cache.set(cache.hashable(key), value)
         _advance(self.plan.pipeline.counters.cache_misses, stored)
 
-    def _worker_died(self, chunk: Chunk) -> None:
+    def _worker_died(self, chunk: Chunk, *, alone: bool) -> None:
         """A worker died: rebuild the pool; retry what it may have held, one item at a time."""
-        lone = len(chunk[0]) == 1 and not self.in_flight
+        lone = alone and len(chunk[0]) == 1
         for index, item in zip(*chunk, strict=True):
             if lone:  # alone in flight: this item is the one that killed its worker
                 self.deaths[index] = self.deaths.get(index, 0) + 1
@@ -372,6 +403,7 @@ class _Run:
             others = list(self.in_flight.values())
             self.in_flight.clear()
             self.submitted_at.clear()
+            self.pool_of.clear()
             kill_process_pool(self.pool)
             for chunk in others:
                 self._submit(chunk)
@@ -386,6 +418,7 @@ class _Run:
         if self.process and pending and self.pool is not None:
             kill_process_pool(self.pool)
         self.in_flight.clear()
+        self.pool_of.clear()
 
 
 def _advance(counter: Iterator[int], n: int) -> None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import atexit
 import hashlib
 import multiprocessing
+import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
@@ -46,6 +48,7 @@ NOT_STARTED = "not started: should_process said stop"
 _lock = threading.Lock()
 _thread_pools: dict[int, ThreadPoolExecutor] = {}
 _process_pools: dict[tuple[str, int], ProcessPoolExecutor] = {}
+_warmed: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 
 
 def default_start_method() -> str:
@@ -71,8 +74,32 @@ def thread_pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
-def process_pool(start_method: str, workers: int) -> ProcessPoolExecutor:
-    """The shared process pool for ``start_method`` and ``workers``, rebuilt if it broke."""
+def process_pool(start_method: str, workers: int, *, warm: bool = False) -> ProcessPoolExecutor:
+    """The shared process pool for ``start_method`` and ``workers``, rebuilt if it broke.
+
+    With ``warm=True`` a new pool first starts all its workers, so that a
+    per-item timeout measures the item, not the start of a fresh interpreter.
+    """
+    pool = _shared_process_pool(start_method, workers)
+    if warm and pool not in _warmed:
+        seen: set[int] = set()
+        for _ in range(100):  # tasks that linger a moment land on different workers
+            seen.update(
+                f.result(timeout=60)
+                for f in [pool.submit(_pid_after, 0.02) for _ in range(workers)]
+            )
+            if len(seen) >= workers:
+                break
+        _warmed.add(pool)
+    return pool
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _shared_process_pool(start_method: str, workers: int) -> ProcessPoolExecutor:
     key = (start_method, workers)
     with _lock:
         pool = _process_pools.get(key)
@@ -181,10 +208,15 @@ class WorkerSpec:
 _WORKER_CALLS: dict[str, Callable[..., Any]] = {}
 
 
-def run_chunk_in_worker(key: str, blob: bytes, items: list[Any], extra: bytes) -> bytes:
-    """Run in a worker process: the chunk's ``(values, failed positions)``, pickled here."""
+def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes) -> bytes:
+    """Run in a worker process: the chunk's ``(values, failed positions)``, pickled here.
+
+    Items arrive pickled by the parent (cloudpickle when plain pickle cannot),
+    so lambdas and local classes can be items too.
+    """
     import pickle  # noqa: PLC0415
 
+    items = pickle.loads(packed_items)  # noqa: S301 - our own bytes, from the parent
     call = _WORKER_CALLS.get(key)
     if call is None:
         build = pickle.loads(blob)  # noqa: S301 - our own bytes, from the parent
@@ -243,8 +275,18 @@ async def _run_async_chunk(
 
 def _pack(values: list[Any], failed: list[int]) -> bytes:
     """Pickle a batch; a value that cannot be pickled becomes a ConcurrencyError in its slot."""
+
     import cloudpickle  # noqa: PLC0415
 
+    # An exception may pickle yet fail to rebuild (a custom __init__): check the
+    # failed ones here, so the parent never meets a batch it cannot load.
+    if failed and not all(_rebuilds(values[position]) for position in failed):
+        bad = set(failed)
+        safe = [
+            value if position not in bad or _rebuilds(value) else _unsendable(value, True, None)
+            for position, value in enumerate(values)
+        ]
+        values = safe
     try:
         packed: bytes = cloudpickle.dumps((values, failed))
     except Exception:
@@ -258,6 +300,27 @@ def _pack(values: list[Any], failed: list[int]) -> bytes:
     return packed
 
 
+def _rebuilds(value: Any) -> bool:
+    import pickle  # noqa: PLC0415
+
+    import cloudpickle  # noqa: PLC0415
+
+    try:
+        pickle.loads(cloudpickle.dumps(value))  # noqa: S301 - bytes made just here
+    except Exception:
+        return False
+    return True
+
+
+def _unsendable(value: Any, is_error: bool, exc: BaseException | None) -> ConcurrencyError:
+    what = "exception" if is_error else "result"
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    return ConcurrencyError(
+        f"the {what} of type {type(value).__qualname__} could not be sent back from "
+        f"the worker process{why}"
+    )
+
+
 def _sendable(value: Any, is_error: bool) -> Any:
     """``value`` itself if it pickles, else a ConcurrencyError naming its type."""
     import cloudpickle  # noqa: PLC0415
@@ -265,9 +328,5 @@ def _sendable(value: Any, is_error: bool) -> Any:
     try:
         cloudpickle.dumps(value)
     except Exception as exc:
-        what = "exception" if is_error else "result"
-        return ConcurrencyError(
-            f"the {what} of type {type(value).__qualname__} could not be sent back from "
-            f"the worker process ({type(exc).__name__})"
-        )
+        return _unsendable(value, is_error, exc)
     return value

@@ -13,7 +13,7 @@ the worker.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from itertools import chain
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -231,11 +231,21 @@ def _sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any
     def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
         return list(chain.from_iterable(iterate(plan, items, args, kwargs, ordered=ordered)))
 
-    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return chain.from_iterable(iterate(plan, items, args, kwargs, ordered=True))
+    def flatten(batches: Generator[list[Any], None, None]) -> Generator[Any, None, None]:
+        # A generator of its own, so closing it (or leaving it) stops the map at once.
+        try:
+            for batch in batches:
+                yield from batch
+        finally:
+            batches.close()
 
-    def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
-        return chain.from_iterable(iterate(plan, items, args, kwargs, ordered=False))
+    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+        return flatten(iterate(plan, items, args, kwargs, ordered=True))
+
+    def imap_unordered(
+        items: Iterable[Any], *args: Any, **kwargs: Any
+    ) -> Generator[Any, None, None]:
+        return flatten(iterate(plan, items, args, kwargs, ordered=False))
 
     wrapper = _attach(mapped, func, plan)
     wrapper.imap = imap
