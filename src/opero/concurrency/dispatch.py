@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import pickle
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -106,9 +107,14 @@ def iterate(
     kwargs: dict[str, Any],
     *,
     ordered: bool,
+    cancel: threading.Event | None = None,
 ) -> Generator[list[Any], None, None]:
-    """Batches of results (or exceptions) for ``items``, in input order or as they complete."""
+    """Batches of results (or exceptions) for ``items``, in input order or as they complete.
+
+    ``cancel``, set from another thread, stops the map (workers killed) within 0.1 s.
+    """
     run = _Run(plan, args, kwargs, _chunk_size(plan, items))
+    run.cancel = cancel
     collector = Collector(plan.progress, items, ordered=ordered)
     try:
         for batch in run.batches(iter(items)):
@@ -168,6 +174,10 @@ class Collector:
             self.bar.close()
 
 
+class MapCancelledError(Exception):
+    """Raised inside the map loop when another thread cancelled it."""
+
+
 @functools.cache
 def _bar_class() -> Any:
     """tqdm.auto's bar (a widget in notebooks) without the monitor thread each bar would start.
@@ -206,6 +216,8 @@ class _Run:
         self.deaths: dict[int, int] = {}
         self.ready: deque[Batch] = deque()
         self.cancelled = False
+        #: Set from another thread to stop the map (async_process cancellation).
+        self.cancel: threading.Event | None = None
         self.consumed = 0
         self.pool: Any = None
         if self.process:
@@ -243,6 +255,8 @@ class _Run:
             done, _ = wait(
                 list(self.in_flight), timeout=self._wait_time(), return_when=FIRST_COMPLETED
             )
+            if self.cancel is not None and self.cancel.is_set():
+                raise MapCancelledError
             for future in done:
                 self._collect(future)
             self._expire()
@@ -378,7 +392,9 @@ class _Run:
                 self.suspects.append((index, item))
 
     def _wait_time(self) -> float | None:
-        return None if self.plan.timeout is None else 0.05
+        if self.plan.timeout is not None:
+            return 0.05
+        return None if self.cancel is None else 0.1
 
     def _expire(self) -> None:
         timeout = self.plan.timeout

@@ -12,6 +12,7 @@ the worker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from itertools import chain
@@ -265,16 +266,26 @@ def _threaded(sync_iterate: Callable[..., Iterator[Any]]) -> Callable[..., Async
         ordered: bool,
     ) -> AsyncIterator[Any]:
         import asyncio  # noqa: PLC0415
+        import threading  # noqa: PLC0415
 
-        source: Any = sync_iterate(plan, items, args, kwargs, ordered=ordered)
+        cancel = threading.Event()
+        source: Any = sync_iterate(plan, items, args, kwargs, ordered=ordered, cancel=cancel)
         done = object()
+        step: asyncio.Future[Any] | None = None
         try:
             while True:
-                value = await asyncio.to_thread(next, source, done)
+                step = asyncio.ensure_future(asyncio.to_thread(next, source, done))
+                value = await asyncio.shield(step)
                 if value is done:
                     return
                 yield value
         finally:
+            # Cancelled (or left early): the loop thread notices within 0.1 s, kills
+            # the workers and ends; only then can the generator be closed.
+            cancel.set()
+            if step is not None and not step.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(step)
             await asyncio.to_thread(source.close)
 
     return run
