@@ -275,6 +275,7 @@ async def _run_async_chunk(
 
 def _pack(values: list[Any], failed: list[int]) -> bytes:
     """Pickle a batch; a value that cannot be pickled becomes a ConcurrencyError in its slot."""
+    import pickle  # noqa: PLC0415
 
     import cloudpickle  # noqa: PLC0415
 
@@ -287,8 +288,14 @@ def _pack(values: list[Any], failed: list[int]) -> bytes:
             for position, value in enumerate(values)
         ]
         values = safe
+    try:  # plain pickle first: C-fast for ordinary data; cloudpickle for lambdas and the like
+        packed: bytes = pickle.dumps((values, failed), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        packed = b""
+    if packed:
+        return packed
     try:
-        packed: bytes = cloudpickle.dumps((values, failed))
+        packed = cloudpickle.dumps((values, failed))
     except Exception:
         bad = set(failed)
         safe = [_sendable(value, position in bad) for position, value in enumerate(values)]
