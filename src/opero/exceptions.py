@@ -71,9 +71,13 @@ class AllFailedError(OperoError):
             lines.append(f"  ... and {hidden} more errors")
         return "\n".join(lines)
 
-    def __reduce__(self) -> tuple[type[AllFailedError], tuple[str, list[BaseException]]]:
-        # Keeps ``errors`` when the error crosses a process boundary (opmap).
-        return (type(self), (str(self.args[0]) if self.args else "", self.errors))
+    def __reduce__(
+        self,
+    ) -> tuple[type[AllFailedError], tuple[str, list[BaseException]], dict[str, object]]:
+        # Keeps ``errors`` and ``__cause__`` when the error crosses a process boundary
+        # (opmap); pickled together, the cause stays the same object as errors[-1].
+        message = str(self.args[0]) if self.args else ""
+        return (type(self), (message, self.errors), {"__cause__": self.__cause__})
 
 
 class ConcurrencyError(OperoError):

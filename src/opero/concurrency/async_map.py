@@ -18,6 +18,9 @@ from opero.exceptions import CancelledItemError
 
 __all__ = ["async_iterate"]
 
+#: Items reported as cancelled per step once should_process has said stop.
+_CANCELLED_BATCH = 256
+
 
 async def async_iterate(
     plan: MapPlan,
@@ -40,15 +43,22 @@ async def async_iterate(
 
     source = enumerate(items)
     collector = Collector(plan.progress, items, ordered=ordered)
+    # Behind a slow early item, stop starting new ones once this many results wait.
+    backlog_limit = plan.workers * 4
     stopped = False
     try:
         while True:
             indices: list[int] = []
             values: list[Any] = []
             failed: list[int] = []
-            while len(index_of) < plan.workers and (entry := next(source, None)) is not None:
+            while (
+                len(index_of) < plan.workers
+                and collector.waiting() < backlog_limit
+                and len(values) < _CANCELLED_BATCH
+                and (entry := next(source, None)) is not None
+            ):
                 stopped = stopped or (should_process is not None and not should_process())
-                if stopped:
+                if stopped:  # reported a batch at a time, so an endless input stays lazy
                     failed.append(len(values))
                     indices.append(entry[0])
                     values.append(CancelledItemError(NOT_STARTED))

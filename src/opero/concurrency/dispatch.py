@@ -116,6 +116,9 @@ def iterate(
     run = _Run(plan, args, kwargs, _chunk_size(plan, items))
     run.cancel = cancel
     collector = Collector(plan.progress, items, ordered=ordered)
+    # Behind a slow early item, stop reading ahead once this many results wait.
+    run.backlog_limit = run.limit * run.size
+    run.backlog = collector.waiting
     try:
         for batch in run.batches(iter(items)):
             ready = collector.add(batch)
@@ -133,7 +136,7 @@ class Collector:
     the per-item bookkeeping would cost more than the items themselves.
     """
 
-    __slots__ = ("bar", "buffer", "failures", "next_index", "ordered")
+    __slots__ = ("bar", "buffer", "failures", "next_index", "ordered", "waiting_count")
 
     def __init__(self, progress: bool, items: Iterable[Any], *, ordered: bool) -> None:
         self.ordered = ordered
@@ -141,6 +144,7 @@ class Collector:
         self.buffer: dict[int, list[Any]] = {}
         self.next_index = 0
         self.failures = 0
+        self.waiting_count = 0
         self.bar: Any = None
         if progress:
             total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
@@ -161,12 +165,18 @@ class Collector:
         else:
             for index, value in zip(indices, values, strict=True):
                 self.buffer[index] = [value]
+        self.waiting_count += len(values)
         out: list[Any] = []
         while self.next_index in self.buffer:
             run = self.buffer.pop(self.next_index)
             out.extend(run)
             self.next_index += len(run)
+        self.waiting_count -= len(out)
         return out
+
+    def waiting(self) -> int:
+        """Results held back until an earlier item finishes."""
+        return self.waiting_count
 
     def close(self) -> None:
         """Close the bar, if any."""
@@ -216,6 +226,8 @@ class _Run:
         self.deaths: dict[int, int] = {}
         self.ready: deque[Batch] = deque()
         self.cancelled = False
+        self.backlog: Callable[[], int] = lambda: 0
+        self.backlog_limit = 0
         #: Set from another thread to stop the map (async_process cancellation).
         self.cancel: threading.Event | None = None
         self.consumed = 0
@@ -235,14 +247,21 @@ class _Run:
     def batches(self, source: Iterator[Any]) -> Iterator[Batch]:
         exhausted = False
         while True:
-            while not exhausted and not self.suspects and len(self.in_flight) < self.limit:
+            while (
+                not exhausted
+                and not self.suspects
+                and len(self.in_flight) < self.limit
+                and self.backlog() < self.backlog_limit
+            ):
                 items = list(itertools.islice(source, self.size))
                 if not items:
                     exhausted = True
                     break
                 start = self.consumed
                 self.consumed += len(items)
-                self._feed((list(range(start, self.consumed)), items), source)
+                self._feed((list(range(start, self.consumed)), items))
+                if self.ready and self.cancelled:
+                    break  # hand these out before reading further
             if self.suspects and not self.in_flight:
                 index, item = self.suspects.popleft()
                 self._submit(([index], [item]))
@@ -260,17 +279,17 @@ class _Run:
             for future in done:
                 self._collect(future)
             self._expire()
+            while self.ready:  # hand results out before reading further input
+                yield self.ready.popleft()
 
-    def _feed(self, chunk: Chunk, source: Iterator[Any]) -> None:
+    def _feed(self, chunk: Chunk) -> None:
         plan = self.plan
         if self.process and plan.should_process is not None and not plan.should_process():
             self.cancelled = True
         if self.cancelled:
-            # Everything not yet started is reported, not silently dropped.
-            rest = list(source)
-            indices = chunk[0] + list(range(self.consumed, self.consumed + len(rest)))
-            self.consumed += len(rest)
-            self.ready.append(_failed_batch(indices, lambda: CancelledItemError(NOT_STARTED)))
+            # Everything not yet started is reported, not silently dropped, a chunk
+            # at a time, so an endless input stays lazy.
+            self.ready.append(_failed_batch(chunk[0], lambda: CancelledItemError(NOT_STARTED)))
             return
         if self.process and plan.cache is not None:
             chunk = self._from_cache(chunk)
