@@ -296,7 +296,7 @@ class _Run:
             if not chunk[0]:
                 return
         if self.process:  # counted here once; resubmissions after a death or timeout are not calls
-            _advance(plan.pipeline.counters.entries, len(chunk[0]))
+            plan.pipeline.counters.add("entries", len(chunk[0]))
         if self.process and plan.limiter is not None:
             delay = plan.pipeline.rate_delay((chunk[1][0], *self.args), self.kwargs)
             if delay > 0:
@@ -318,7 +318,7 @@ class _Run:
                 if self.plan.on_cache_hit is not None:
                     self.plan.on_cache_hit.fire()
         if hit_indices:
-            _advance(self.plan.pipeline.counters.cache_hits, len(hit_indices))
+            self.plan.pipeline.counters.add("cache_hits", len(hit_indices))
             self.ready.append((hit_indices, hit_values, []))
         return (miss_indices, miss_items)
 
@@ -394,7 +394,7 @@ class _Run:
             if key is not MISSING:
                 stored += 1
                 cache.set(cache.hashable(key), value)
-        _advance(self.plan.pipeline.counters.cache_misses, stored)
+        self.plan.pipeline.counters.add("cache_misses", stored)
 
     def _worker_died(self, chunk: Chunk, *, alone: bool) -> None:
         """A worker died: rebuild the pool; retry what it may have held, one item at a time."""
@@ -454,11 +454,6 @@ class _Run:
             kill_process_pool(self.pool)
         self.in_flight.clear()
         self.pool_of.clear()
-
-
-def _advance(counter: Iterator[int], n: int) -> None:
-    """Move an ``itertools.count`` on by ``n`` in one C-level step."""
-    deque(itertools.islice(counter, n), maxlen=0)
 
 
 def _dumps(value: Any) -> bytes:

@@ -89,6 +89,7 @@ class Counters:
     """The live counters behind :class:`Statistics`."""
 
     __slots__ = (
+        "_bulk",
         "_lock",
         "_waited",
         "cache_hits",
@@ -108,7 +109,14 @@ class Counters:
         self.cache_hits = itertools.count()
         self.cache_misses = itertools.count()
         self._waited = 0.0
+        #: Counts added in bulk by :meth:`add`, on top of the counters.
+        self._bulk: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def add(self, counter: str, n: int) -> None:
+        """Count ``n`` at once (a whole chunk of a map), under the lock: one step, not n."""
+        with self._lock:
+            self._bulk[counter] = self._bulk.get(counter, 0) + n
 
     def add_wait(self, seconds: float) -> None:
         """Account ``seconds`` of waiting (backoff, fallback pause, rate limit)."""
@@ -117,16 +125,22 @@ class Counters:
 
     def snapshot(self, cache_errors: int = 0) -> Statistics:
         """The current values as a frozen :class:`Statistics`."""
-        entries, hits = _value(self.entries), _value(self.cache_hits)
-        retries, fallbacks = _value(self.retries), _value(self.fallbacks)
+        bulk = dict(self._bulk)
+
+        def read(name: str) -> int:
+            counter: itertools.count[int] = getattr(self, name)
+            return _value(counter) + bulk.get(name, 0)
+
+        entries, hits = read("entries"), read("cache_hits")
+        retries, fallbacks = read("retries"), read("fallbacks")
         return Statistics(
             calls=entries + hits,
             attempts=entries + retries + fallbacks,
             retries=retries,
             fallbacks=fallbacks,
-            failures=_value(self.failures),
+            failures=read("failures"),
             cache_hits=hits,
-            cache_misses=_value(self.cache_misses),
+            cache_misses=read("cache_misses"),
             cache_errors=cache_errors,
             waited=self._waited,
         )
