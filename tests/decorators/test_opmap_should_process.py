@@ -153,3 +153,35 @@ def test_imap_of_an_endless_source_stays_lazy_after_stop(mode: str) -> None:
     assert len(first) == 5
     assert all(isinstance(r, CancelledItemError) for r in first)
     assert pulled[0] < 5_000
+
+
+_CHECKED_PER_CHUNK = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "src bug: process modes call should_process once per chunk in the parent "
+        "(dispatch._Run._feed), so the rest of a chunk starts after it said stop"
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [pytest.param(m, marks=_CHECKED_PER_CHUNK) if m in PROCESS_MODES else m for m in MODES],
+)
+def test_should_process_is_checked_before_each_item_even_in_chunks(
+    mode: str, tmp_path: Path
+) -> None:
+    ran = tmp_path / "ran.txt"
+    checks: list[None] = []
+
+    def first_check_only() -> bool:
+        checks.append(None)
+        return len(checks) == 1
+
+    mapped = opmap(
+        mode=mode, workers=1, chunk_size=4, progress=False, should_process=first_check_only
+    )(pick(mode, logged_square, alogged_square))
+    results = run(mapped, range(8), str(ran))
+    assert results[0] == 0
+    assert all(isinstance(r, CancelledItemError) for r in results[1:]), results
+    assert len(lines(ran)) == 1
