@@ -81,24 +81,29 @@ def _kill_family(child: subprocess.Popen[str], family: list[int]) -> None:
     child.communicate(timeout=10)
 
 
-def _read_until(child: subprocess.Popen[str], marker: str, within: float) -> list[str]:
-    """Lines the child printed up to and including the first that starts with ``marker``."""
+def _read_until(child: subprocess.Popen[str], marker: str, within: float) -> str:
+    """What the child printed until a line starting with ``marker`` appeared.
+
+    Reads the pipe's descriptor directly: a buffered ``readline`` may pull several lines
+    into its buffer at once, and ``select`` would then wait for data already read.
+    """
     assert child.stdout is not None
-    seen: list[str] = []
+    descriptor = child.stdout.fileno()
+    text = ""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([child.stdout], [], [], 0.1)
+        ready, _, _ = select.select([descriptor], [], [], 0.1)
         if ready:
-            line = child.stdout.readline()
-            if not line:
+            data = os.read(descriptor, 65536)
+            if not data:
                 break
-            seen.append(line.strip())
-            if line.startswith(marker):
-                return seen
+            text += data.decode()
+            if any(line.startswith(marker) for line in text.splitlines()):
+                return text
     error = ""
     if child.poll() is not None and child.stderr is not None:
         error = child.stderr.read()[-2000:]
-    msg = f"child never printed {marker!r}; saw {seen}; stderr: {error}"
+    msg = f"child never printed {marker!r}; saw {text!r}; stderr: {error}"
     raise AssertionError(msg)
 
 

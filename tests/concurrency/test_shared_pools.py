@@ -76,16 +76,6 @@ def _beside(trouble: Any) -> tuple[Any, list[Any]]:
     return outcome.get("trouble"), mine
 
 
-_SHARED_KILL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src bug: kill_process_pool kills the pool every map with the same start method "
-        "and size shares, and the other map charges the BrokenProcessPool to its own items"
-    ),
-)
-
-
-@_SHARED_KILL
 def test_a_timeout_in_one_map_does_not_fail_another_maps_items() -> None:
     stuck = opmap(mode="process", workers=2, timeout=0.5, progress=False)(_nap)
     trouble, mine = _beside(lambda: stuck([3.0]))
@@ -93,7 +83,6 @@ def test_a_timeout_in_one_map_does_not_fail_another_maps_items() -> None:
     assert mine == [1.0]
 
 
-@_SHARED_KILL
 def test_an_abandoned_imap_does_not_fail_another_maps_items() -> None:
     slow = opmap(mode="process", workers=2, chunk_size=1, progress=False)(_nap)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from opmap_helpers import (
     MODES,
-    PROCESS_MODES,
     afail_first_attempt,
     afail_on_three,
     awith_key,
@@ -134,18 +133,9 @@ def test_thread_mode_statistics_count_every_item(tmp_path: Path) -> None:
     assert stats.attempts == 6
 
 
-_STATS_IN_WORKERS = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src gap: process modes count calls in the parent but not the items that failed "
-        "(statistics().failures stays 0 although the parent holds their AllFailedError)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "mode",
-    [pytest.param(m, marks=_STATS_IN_WORKERS) if m in PROCESS_MODES else m for m in MODES],
+    MODES,
 )
 def test_statistics_count_calls_and_failures_in_every_mode(mode: str, tmp_path: Path) -> None:
     mapped = opmap(mode=mode, workers=2, progress=False, retries=0)(

@@ -155,18 +155,9 @@ def test_imap_of_an_endless_source_stays_lazy_after_stop(mode: str) -> None:
     assert pulled[0] < 5_000
 
 
-_CHECKED_PER_CHUNK = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src bug: process modes call should_process once per chunk in the parent "
-        "(dispatch._Run._feed), so the rest of a chunk starts after it said stop"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "mode",
-    [pytest.param(m, marks=_CHECKED_PER_CHUNK) if m in PROCESS_MODES else m for m in MODES],
+    MODES,
 )
 def test_should_process_is_checked_before_each_item_even_in_chunks(
     mode: str, tmp_path: Path

@@ -90,6 +90,8 @@ class MapPlan:
 def _chunk_size(plan: MapPlan, items: Iterable[Any]) -> int:
     if plan.timeout is not None or plan.limiter is not None:
         return 1  # per-item deadlines and per-item start times
+    if plan.should_process is not None and plan.mode != "thread":
+        return 1  # the parent asks should_process before each item it sends
     if plan.chunk_size:
         return int(plan.chunk_size)
     try:
@@ -124,8 +126,11 @@ def iterate(
             ready = collector.add(batch)
             if ready:
                 yield ready
+    except (KeyboardInterrupt, MapCancelledError):
+        run.stop(interrupted=True)
+        raise
     finally:
-        run.stop()
+        run.stop(interrupted=False)
         collector.close()
 
 
@@ -330,7 +335,11 @@ class _Run:
                 return
             chunk, data = packed
             spec: WorkerSpec = plan.spec
-            self.pool = process_pool(plan.start_method, plan.workers, warm=plan.timeout is not None)
+            # A map with a timeout may have to kill its pool: it gets one of its own.
+            owner = id(plan) if plan.timeout is not None else None
+            self.pool = process_pool(
+                plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
+            )
             future = self.pool.submit(run_chunk_in_worker, spec.key, spec.blob, data, self.extra)
             self.pool_of[future] = self.pool
         else:
@@ -380,8 +389,11 @@ class _Run:
             self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
         values, failed = pickle.loads(payload) if self.process else payload  # noqa: S301 - our worker's bytes
-        if self.process and self.plan.cache is not None:
-            self._store(items, values, failed)
+        if self.process:
+            if failed:
+                self.plan.pipeline.counters.add("failures", len(failed))
+            if self.plan.cache is not None:
+                self._store(items, values, failed)
         self.ready.append((indices, values, failed))
 
     def _store(self, items: list[Any], values: list[Any], failed: list[int]) -> None:
@@ -443,14 +455,17 @@ class _Run:
             for chunk in others:
                 self._submit(chunk)
 
-    def stop(self) -> None:
-        """Stop feeding; cancel what has not started; kill process workers if interrupted."""
+    def stop(self, *, interrupted: bool) -> None:
+        """Stop feeding and cancel what has not started.
+
+        Interrupted (Ctrl-C, cancellation) the process workers are killed at once;
+        a consumer that merely leaves an ``imap`` lets running chunks finish, since
+        other maps may share the pool.
+        """
         if not self.process:
             self.job.stop.set()
-        pending = [f for f in self.in_flight if not f.done()]
-        for future in pending:
-            future.cancel()
-        if self.process and pending and self.pool is not None:
+        pending = [f for f in self.in_flight if not f.cancel() and not f.done()]
+        if self.process and pending and interrupted and self.pool is not None:
             kill_process_pool(self.pool)
         self.in_flight.clear()
         self.pool_of.clear()

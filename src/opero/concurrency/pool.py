@@ -47,7 +47,8 @@ NOT_STARTED = "not started: should_process said stop"
 
 _lock = threading.Lock()
 _thread_pools: dict[int, ThreadPoolExecutor] = {}
-_process_pools: dict[tuple[str, int], ProcessPoolExecutor] = {}
+#: By start method, size and owner (None: shared; else the one map allowed to kill it).
+_process_pools: dict[tuple[str, int, int | None], ProcessPoolExecutor] = {}
 _warmed: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 
 
@@ -74,13 +75,15 @@ def thread_pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
-def process_pool(start_method: str, workers: int, *, warm: bool = False) -> ProcessPoolExecutor:
+def process_pool(
+    start_method: str, workers: int, *, warm: bool = False, owner: int | None = None
+) -> ProcessPoolExecutor:
     """The shared process pool for ``start_method`` and ``workers``, rebuilt if it broke.
 
     With ``warm=True`` a new pool first starts all its workers, so that a
     per-item timeout measures the item, not the start of a fresh interpreter.
     """
-    pool = _shared_process_pool(start_method, workers)
+    pool = _shared_process_pool(start_method, workers, owner)
     if warm and pool not in _warmed:
         seen: set[int] = set()
         for _ in range(100):  # tasks that linger a moment land on different workers
@@ -99,8 +102,8 @@ def _pid_after(seconds: float) -> int:
     return os.getpid()
 
 
-def _shared_process_pool(start_method: str, workers: int) -> ProcessPoolExecutor:
-    key = (start_method, workers)
+def _shared_process_pool(start_method: str, workers: int, owner: int | None) -> ProcessPoolExecutor:
+    key = (start_method, workers, owner)
     with _lock:
         pool = _process_pools.get(key)
         if (
