@@ -87,7 +87,7 @@ def test_an_abandoned_imap_does_not_fail_another_maps_items() -> None:
     slow = opmap(mode="process", workers=2, chunk_size=1, progress=False)(_nap)
 
     def abandon() -> list[float]:
-        iterator = slow.imap(itertools.chain([0.3], itertools.repeat(3.0, 3)))
+        iterator = slow.imap(itertools.chain([0.3], itertools.repeat(1.0, 3)))
         first = list(itertools.islice(iterator, 1))
         iterator.close()
         return first

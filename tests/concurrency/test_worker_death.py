@@ -131,7 +131,7 @@ def test_innocent_item_in_flight_beside_a_killer_is_never_charged() -> None:
     # with BrokenProcessPool; which one is collected last is up to a set's order, so the
     # scenario is repeated until that order has gone both ways.
     mapped = opmap(mode="process", workers=1, chunk_size=1, retries=0, progress=False)(die_on)
-    for _ in range(25):
+    for _ in range(12):
         results = mapped([3, 5])
         assert isinstance(results[0], ConcurrencyError)
         assert results[1] == 25, "the innocent item was charged with its neighbour's death"
