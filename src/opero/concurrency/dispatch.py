@@ -464,9 +464,11 @@ class _Run:
         """
         if not self.process:
             self.job.stop.set()
-        pending = [f for f in self.in_flight if not f.cancel() and not f.done()]
-        if self.process and pending and interrupted and self.pool is not None:
-            kill_process_pool(self.pool)
+        if self.process and interrupted and self.pool is not None and self.in_flight:
+            kill_process_pool(self.pool)  # the pool fails what was pending; nothing to cancel
+        else:
+            for future in self.in_flight:
+                future.cancel()
         self.in_flight.clear()
         self.pool_of.clear()
 

@@ -133,7 +133,9 @@ def kill_process_pool(pool: Executor) -> None:
             process.kill()
     for process in processes:
         process.join(timeout=5)
-    pool.shutdown(wait=False, cancel_futures=True)
+    # Not cancel_futures: the pool's own thread fails every pending future as broken,
+    # and a future cancelled under it would make that thread die with InvalidStateError.
+    pool.shutdown(wait=False)
 
 
 @atexit.register
