@@ -31,10 +31,15 @@ pytestmark = [
 
 _SLOW_MAP = """
 import os
+import signal
 import sys
 import time
 
 from opero import opmap
+
+# A child started from a background job inherits SIGINT as ignored, and Python then
+# installs no KeyboardInterrupt handler; restore it, as an interactive shell would have.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def slow(x):
