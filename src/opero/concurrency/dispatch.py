@@ -340,7 +340,19 @@ class _Run:
             self.pool = process_pool(
                 plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
             )
-            future = self.pool.submit(run_chunk_in_worker, spec.key, spec.blob, data, self.extra)
+            try:
+                future = self.pool.submit(
+                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
+                )
+            except (BrokenProcessPool, RuntimeError, OSError, EOFError):
+                # The pool broke under us: drop it; the chunk goes to a fresh one, uncharged.
+                kill_process_pool(self.pool)
+                self.pool = process_pool(
+                    plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
+                )
+                future = self.pool.submit(
+                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
+                )
             self.pool_of[future] = self.pool
         else:
             self.pool = thread_pool(plan.workers)

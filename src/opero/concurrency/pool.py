@@ -114,6 +114,10 @@ def _shared_process_pool(start_method: str, workers: int, owner: int | None) -> 
             pool = _process_pools[key] = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context(start_method)
             )
+            # Start every worker on the first submit rather than one per submit: a
+            # worker spawned while the pool's thread tears down a broken pool can
+            # crash the submit or leave a worker that blocks interpreter exit.
+            pool._safe_to_dynamically_spawn_children = False  # type: ignore[attr-defined]
         return pool
 
 
