@@ -337,22 +337,20 @@ class _Run:
             spec: WorkerSpec = plan.spec
             # A map with a timeout may have to kill its pool: it gets one of its own.
             owner = id(plan) if plan.timeout is not None else None
-            self.pool = process_pool(
-                plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
-            )
-            try:
-                future = self.pool.submit(
-                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
-                )
-            except (BrokenProcessPool, RuntimeError, OSError, EOFError):
-                # The pool broke under us: drop it; the chunk goes to a fresh one, uncharged.
-                kill_process_pool(self.pool)
+            for last_try in (False, True):
                 self.pool = process_pool(
                     plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
                 )
-                future = self.pool.submit(
-                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
-                )
+                try:
+                    future = self.pool.submit(
+                        run_chunk_in_worker, spec.key, spec.blob, data, self.extra
+                    )
+                    break
+                except (BrokenProcessPool, RuntimeError, OSError, EOFError):
+                    # The pool broke under us: drop it; the chunk goes to a fresh one, uncharged.
+                    if last_try:
+                        raise
+                    kill_process_pool(self.pool)
             self.pool_of[future] = self.pool
         else:
             self.pool = thread_pool(plan.workers)
