@@ -12,7 +12,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from opero.concurrency.dispatch import Collector, MapPlan
+from opero.concurrency.collect import Collector
+from opero.concurrency.dispatch import MapPlan
 from opero.concurrency.pool import NOT_STARTED
 from opero.exceptions import CancelledItemError
 

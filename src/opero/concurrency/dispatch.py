@@ -14,17 +14,17 @@ an item that kills its worker is found and charged, and innocent ones are not.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import pickle
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from opero.concurrency.collect import Collector
 from opero.concurrency.pool import (
     NOT_STARTED,
     Batch,
@@ -40,7 +40,7 @@ from opero.core import clock
 from opero.core.backends.memory import MISSING
 from opero.exceptions import CancelledItemError, ConcurrencyError
 
-__all__ = ["Collector", "MapPlan", "iterate"]
+__all__ = ["MapPlan", "iterate"]
 
 
 class MapPlan:
@@ -134,75 +134,8 @@ def iterate(
         collector.close()
 
 
-class Collector:
-    """Puts batches in the caller's order and keeps the progress bar (items, failures).
-
-    Works a chunk at a time, not an item at a time: for 20,000 trivial items
-    the per-item bookkeeping would cost more than the items themselves.
-    """
-
-    __slots__ = ("bar", "buffer", "failures", "next_index", "ordered", "waiting_count")
-
-    def __init__(self, progress: bool, items: Iterable[Any], *, ordered: bool) -> None:
-        self.ordered = ordered
-        #: Waiting runs of values, by the index of their first item.
-        self.buffer: dict[int, list[Any]] = {}
-        self.next_index = 0
-        self.failures = 0
-        self.waiting_count = 0
-        self.bar: Any = None
-        if progress:
-            total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
-            self.bar = _bar_class()(total=total, unit="item", mininterval=0.2)
-
-    def add(self, batch: Batch) -> list[Any]:
-        """The values that can be handed out now that ``batch`` is in."""
-        indices, values, failed = batch
-        if self.bar is not None:
-            self.bar.update(len(values))
-            if failed:
-                self.failures += len(failed)
-                self.bar.set_postfix(failed=self.failures, refresh=False)
-        if not self.ordered:
-            return values
-        if len(indices) == indices[-1] - indices[0] + 1:  # contiguous: one run
-            self.buffer[indices[0]] = values
-        else:
-            for index, value in zip(indices, values, strict=True):
-                self.buffer[index] = [value]
-        self.waiting_count += len(values)
-        out: list[Any] = []
-        while self.next_index in self.buffer:
-            run = self.buffer.pop(self.next_index)
-            out.extend(run)
-            self.next_index += len(run)
-        self.waiting_count -= len(out)
-        return out
-
-    def waiting(self) -> int:
-        """Results held back until an earlier item finishes."""
-        return self.waiting_count
-
-    def close(self) -> None:
-        """Close the bar, if any."""
-        if self.bar is not None:
-            self.bar.close()
-
-
 class MapCancelledError(Exception):
     """Raised inside the map loop when another thread cancelled it."""
-
-
-@functools.cache
-def _bar_class() -> Any:
-    """tqdm.auto's bar (a widget in notebooks) without the monitor thread each bar would start.
-
-    Updates come once per chunk, so the bar needs no watchdog to stay fresh, and
-    a thread started and joined per map would cost more than the updates.
-    """
-    from tqdm.auto import tqdm  # noqa: PLC0415 - only when a bar is wanted
-
-    return type("OperoBar", (tqdm,), {"monitor_interval": 0})
 
 
 def _failed_batch(indices: list[int], error: Callable[[], BaseException]) -> Batch:
@@ -237,6 +170,8 @@ class _Run:
         self.cancel: threading.Event | None = None
         self.consumed = 0
         self.pool: Any = None
+        #: Thread mode with a timeout: the map's own threads (see ``_release_stuck_threads``).
+        self.own_threads: ThreadPoolExecutor | None = None
         if self.process:
             self.extra = _dumps((args, kwargs))
         else:
@@ -352,6 +287,10 @@ class _Run:
                         raise
                     kill_process_pool(self.pool)
             self.pool_of[future] = self.pool
+        elif plan.timeout is not None:
+            if self.own_threads is None:
+                self.own_threads = ThreadPoolExecutor(plan.workers, "opero-timeout")
+            future = self.own_threads.submit(self.job.run, chunk[0], chunk[1])
         else:
             self.pool = thread_pool(plan.workers)
             future = self.pool.submit(self.job.run, chunk[0], chunk[1])
@@ -464,6 +403,25 @@ class _Run:
             kill_process_pool(self.pool)
             for chunk in others:
                 self._submit(chunk)
+        else:
+            self._release_stuck_threads()
+
+    def _release_stuck_threads(self) -> None:
+        """Move the items still queued to fresh threads: the timed-out ones hold the old.
+
+        A thread cannot be stopped from outside, so a timed-out item keeps its
+        thread until it returns.  Left alone, the items queued behind it would
+        wait for it, and a map whose every thread is stuck would outlive its
+        timeouts.  The old pool is left to wind down as its items return.
+        """
+        old, self.own_threads = self.own_threads, None
+        queued = [future for future in self.in_flight if future.cancel()]
+        for future in queued:
+            chunk = self.in_flight.pop(future)
+            self.submitted_at.pop(future, None)
+            self._submit(chunk)
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
 
     def stop(self, *, interrupted: bool) -> None:
         """Stop feeding and cancel what has not started.
@@ -481,6 +439,9 @@ class _Run:
                 future.cancel()
         self.in_flight.clear()
         self.pool_of.clear()
+        if self.own_threads is not None:
+            self.own_threads.shutdown(wait=False, cancel_futures=True)
+            self.own_threads = None
 
 
 def _dumps(value: Any) -> bytes:
