@@ -49,6 +49,7 @@ class MapPlan:
     __slots__ = (
         "cache",
         "chunk_size",
+        "client",
         "limiter",
         "mode",
         "on_cache_hit",
@@ -64,7 +65,10 @@ class MapPlan:
     )
 
     mode: str
+    #: Local pools: their size.  Dask: chunks running at once (0: the cluster's threads).
     workers: int
+    #: Dask mode: a ``distributed.Client``, a scheduler address, or None for the default.
+    client: Any
     chunk_size: int | None
     timeout: float | None
     should_process: Callable[[], Any] | None
@@ -87,7 +91,7 @@ class MapPlan:
             setattr(self, name, fields.get(name))
 
 
-def _chunk_size(plan: MapPlan, items: Iterable[Any]) -> int:
+def _chunk_size(plan: MapPlan, items: Iterable[Any], workers: int) -> int:
     if plan.timeout is not None or plan.limiter is not None:
         return 1  # per-item deadlines and per-item start times
     if plan.should_process is not None and plan.mode != "thread":
@@ -99,7 +103,7 @@ def _chunk_size(plan: MapPlan, items: Iterable[Any]) -> int:
     except TypeError:
         return 64 if plan.mode == "thread" else 256
     # About four chunks per worker: enough to balance uneven items, few enough to be cheap.
-    return max(1, min(4096, -(-total // (plan.workers * 4))))
+    return max(1, min(4096, -(-total // (workers * 4))))
 
 
 def iterate(
@@ -110,12 +114,26 @@ def iterate(
     *,
     ordered: bool,
     cancel: threading.Event | None = None,
+    eager: bool = False,
 ) -> Generator[list[Any], None, None]:
     """Batches of results (or exceptions) for ``items``, in input order or as they complete.
 
     ``cancel``, set from another thread, stops the map (workers killed) within 0.1 s.
+    ``eager``: the caller keeps every result anyway, so reading further ahead costs
+    no memory that the results would not, and keeps the workers' queues full.
     """
-    run = _Run(plan, args, kwargs, _chunk_size(plan, items))
+    executor, workers = None, plan.workers
+    if plan.mode == "dask":
+        from opero.concurrency import cluster  # noqa: PLC0415 - dask mode only
+
+        client = cluster.client_for(plan.client)
+        # pure=False: two maps over the same chunk are two runs, never one shared result.
+        executor = client.get_executor(pure=False)
+        workers = plan.workers or cluster.slots(client)
+    run = _Run(plan, args, kwargs, _chunk_size(plan, items, workers), workers)
+    run.executor = executor
+    if eager and plan.timeout is None:
+        run.limit = workers * 4
     run.cancel = cancel
     collector = Collector(plan.progress, items, ordered=ordered)
     # Behind a slow early item, stop reading ahead once this many results wait.
@@ -146,14 +164,22 @@ class _Run:
     """The state of one map: chunks in flight, deadlines, suspects after a worker died."""
 
     def __init__(
-        self, plan: MapPlan, args: tuple[Any, ...], kwargs: dict[str, Any], size: int
+        self,
+        plan: MapPlan,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        size: int,
+        workers: int,
     ) -> None:
         self.plan = plan
         self.args = args
         self.kwargs = kwargs
         self.size = size
+        self.workers = workers
         self.process = plan.mode != "thread"
-        self.limit = plan.workers if plan.timeout is not None else plan.workers * 2
+        #: Dask mode: the cluster's executor (scheduling and lost workers are its job).
+        self.executor: Any = None
+        self.limit = workers if plan.timeout is not None else workers * 2
         self.in_flight: dict[Future[Any], Chunk] = {}
         self.submitted_at: dict[Future[Any], float] = {}
         #: Process modes: the pool each chunk went to, and how many chunks each broken
@@ -270,11 +296,18 @@ class _Run:
                 return
             chunk, data = packed
             spec: WorkerSpec = plan.spec
+            if self.executor is not None:
+                future = self.executor.submit(
+                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
+                )
+                self.in_flight[future] = chunk
+                self.submitted_at[future] = time.monotonic()
+                return
             # A map with a timeout may have to kill its pool: it gets one of its own.
             owner = id(plan) if plan.timeout is not None else None
             for last_try in (False, True):
                 self.pool = process_pool(
-                    plan.start_method, plan.workers, warm=plan.timeout is not None, owner=owner
+                    plan.start_method, self.workers, warm=plan.timeout is not None, owner=owner
                 )
                 try:
                     future = self.pool.submit(
@@ -289,10 +322,10 @@ class _Run:
             self.pool_of[future] = self.pool
         elif plan.timeout is not None:
             if self.own_threads is None:
-                self.own_threads = ThreadPoolExecutor(plan.workers, "opero-timeout")
+                self.own_threads = ThreadPoolExecutor(self.workers, "opero-timeout")
             future = self.own_threads.submit(self.job.run, chunk[0], chunk[1])
         else:
-            self.pool = thread_pool(plan.workers)
+            self.pool = thread_pool(self.workers)
             future = self.pool.submit(self.job.run, chunk[0], chunk[1])
         self.in_flight[future] = chunk
         self.submitted_at[future] = time.monotonic()
@@ -334,6 +367,9 @@ class _Run:
             self._worker_died(chunk, alone=self.held_when_broken[key] == 1)
             return
         except Exception as exc:  # the pool itself failed (e.g. could not pickle the arguments)
+            if self.executor is not None and _killed_worker(exc):
+                self._split_killer(chunk)
+                return
             problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
             self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
@@ -356,6 +392,21 @@ class _Run:
                 stored += 1
                 cache.set(cache.hashable(key), value)
         self.plan.pipeline.counters.add("cache_misses", stored)
+
+    def _split_killer(self, chunk: Chunk) -> None:
+        """A chunk took down every worker the scheduler gave it: find the item that did.
+
+        Halves are resubmitted, uncharged, until the culprit is alone; a lone
+        item that still kills its worker fails with ``ConcurrencyError``.
+        """
+        indices, items = chunk
+        if len(indices) == 1:
+            problem = "the item's task killed every Dask worker that ran it (KilledWorker)"
+            self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
+            return
+        half = len(indices) // 2
+        self._submit((indices[:half], items[:half]))
+        self._submit((indices[half:], items[half:]))
 
     def _worker_died(self, chunk: Chunk, *, alone: bool) -> None:
         """A worker died: rebuild the pool; retry what it may have held, one item at a time."""
@@ -394,7 +445,10 @@ class _Run:
             indices, _ = self.in_flight.pop(future)
             self.submitted_at.pop(future, None)
             self.ready.append(_failed_batch(indices, lambda: TimeoutError(message)))
-        if self.process:
+        if self.executor is not None:
+            for future in expired:
+                future.cancel()  # the cluster drops the task if it has not started
+        elif self.process:
             # The stuck worker cannot be stopped alone: replace the pool, resubmit the rest.
             others = list(self.in_flight.values())
             self.in_flight.clear()
@@ -432,7 +486,13 @@ class _Run:
         """
         if not self.process:
             self.job.stop.set()
-        if self.process and interrupted and self.pool is not None and self.in_flight:
+        if (
+            self.process
+            and self.executor is None
+            and interrupted
+            and self.pool is not None
+            and self.in_flight
+        ):
             kill_process_pool(self.pool)  # the pool fails what was pending; nothing to cancel
         else:
             for future in self.in_flight:
@@ -442,6 +502,12 @@ class _Run:
         if self.own_threads is not None:
             self.own_threads.shutdown(wait=False, cancel_futures=True)
             self.own_threads = None
+
+
+def _killed_worker(error: BaseException) -> bool:
+    from opero.concurrency.cluster import is_killed_worker  # noqa: PLC0415
+
+    return is_killed_worker(error)
 
 
 def _dumps(value: Any) -> bytes:

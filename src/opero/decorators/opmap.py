@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MODES", "opmap"]
 
-#: The concurrency modes and whether each runs ``async def`` functions.
-MODES: Mapping[str, bool] = MappingProxyType(
-    {"thread": False, "process": False, "async": True, "async_process": True}
+#: The concurrency modes and whether each runs ``async def`` functions (None: both kinds).
+MODES: Mapping[str, bool | None] = MappingProxyType(
+    {"thread": False, "process": False, "async": True, "async_process": True, "dask": None}
 )
+#: Modes whose items run in other processes: cache and rate limit stay in the caller.
+_REMOTE = frozenset({"process", "async_process", "dask"})
 _START_METHODS = ("fork", "forkserver", "spawn")
 
 
@@ -40,13 +42,14 @@ def opmap(
     /,
     *,
     mode: str | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     ordered: bool = True,
     progress: bool = True,
     timeout: float | None = None,
     chunk_size: int | None = None,
     should_process: Callable[[], Any] | None = None,
     start_method: str | None = None,
+    client: Any = None,
     **opero_settings: Any,
 ) -> Any:
     """Run a one-item function over many items in a pool, each item resilient on its own.
@@ -54,8 +57,10 @@ def opmap(
     Args:
         mode: ``"thread"`` (default for sync functions), ``"process"``, ``"async"``
             (default for ``async def``; tasks on the caller's loop) or ``"async_process"``
-            (an event loop in each worker process).
-        workers: Threads, processes or concurrent tasks (>= 1).
+            (an event loop in each worker process) or ``"dask"`` (batches of items on a
+            ``dask.distributed`` cluster; sync or ``async def``).
+        workers: Threads, processes or concurrent tasks (>= 1; default 4). With
+            ``mode="dask"``: how many batches run at once (default: the cluster's threads).
         ordered: Results in input order (True) or completion order.
         progress: Show a tqdm progress bar on stderr.
         timeout: Seconds an item may run; a late one gets ``TimeoutError`` in its slot.
@@ -63,6 +68,9 @@ def opmap(
         should_process: Checked before each item starts; once false, the rest come back as
             ``CancelledItemError``.
         start_method: ``"forkserver"`` (Linux default), ``"spawn"`` (elsewhere) or ``"fork"``.
+        client: ``mode="dask"`` only: a ``distributed.Client``, a scheduler address
+            (``"tcp://host:8786"``), or None for the current default client, looked up
+            when the map starts.
         **opero_settings: Any ``@opero`` parameter, applied per item.
 
     Example:
@@ -87,6 +95,7 @@ def opmap(
         "chunk_size": chunk_size,
         "should_process": should_process,
         "start_method": start_method,
+        "client": client,
     }
     _validate(options)
 
@@ -116,9 +125,12 @@ def _validate(options: dict[str, Any]) -> None:
         msg = f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}"
         raise ConfigurationError(msg)
     workers = options["workers"]
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        msg = f"workers must be an int >= 1, got {workers!r}"
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        msg = f"workers must be an int >= 1 (or None for the default), got {workers!r}"
         raise ConfigurationError(msg)
+    _validate_cluster(mode, options)
     timeout = options["timeout"]
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
@@ -142,6 +154,27 @@ def _validate(options: dict[str, Any]) -> None:
             raise ConfigurationError(msg)
 
 
+def _validate_cluster(mode: str | None, options: dict[str, Any]) -> None:
+    client = options["client"]
+    if client is not None:
+        if mode != "dask":
+            msg = "client= is for mode='dask' only"
+            raise ConfigurationError(msg)
+        if not isinstance(client, str) and not hasattr(client, "get_executor"):
+            msg = (
+                "client must be a distributed.Client, a scheduler address such as "
+                f"'tcp://host:8786', or None; got {type(client).__name__}"
+            )
+            raise ConfigurationError(msg)
+    if mode == "dask":
+        if options["start_method"] is not None:
+            msg = "start_method is for mode='process' and 'async_process'; not for mode='dask'"
+            raise ConfigurationError(msg)
+        from opero.concurrency.cluster import require_distributed  # noqa: PLC0415
+
+        require_distributed()
+
+
 def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[str, Any]) -> Any:
     # Pools, multiprocessing and cloudpickle load with the first @opmap, not with `import opero`.
     import inspect  # noqa: PLC0415
@@ -151,7 +184,7 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
 
     is_async = inspect.iscoroutinefunction(func)
     mode = options["mode"] or ("async" if is_async else "thread")
-    if MODES[mode] != is_async:
+    if MODES[mode] not in (None, is_async):
         kind, modes = (
             ("sync", "'async' or 'async_process'")
             if is_async
@@ -163,7 +196,7 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         msg = f"mode={mode!r} runs {kind} functions; for this function use mode={modes}"
         raise ConfigurationError(msg)
     config = _full_config(settings)
-    process = mode in ("process", "async_process")
+    process = mode in _REMOTE
     if process:
         # The parent keeps the cache and the rate limit; workers get retries and fallbacks.
         parent = build_pipeline(func, {**config, "retries": 0, "arg_fallback": None})
@@ -177,7 +210,8 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         thread_call = build_sync(parent) if not is_async else build_async(parent)
     plan = MapPlan(
         mode=mode,
-        workers=options["workers"],
+        workers=options["workers"] or (0 if mode == "dask" else 4),
+        client=options["client"],
         chunk_size=options["chunk_size"],
         timeout=options["timeout"],
         should_process=options["should_process"],
@@ -196,7 +230,7 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         from opero.concurrency.async_map import async_iterate  # noqa: PLC0415
 
         return _async_wrapper(func, plan, ordered, async_iterate)
-    if mode == "async_process":
+    if mode == "async_process" or (mode == "dask" and is_async):
         return _async_wrapper(func, plan, ordered, _threaded(iterate))
     return _sync_wrapper(func, plan, ordered)
 
@@ -230,7 +264,8 @@ def _sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any
     from opero.concurrency.dispatch import iterate  # noqa: PLC0415
 
     def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        return list(chain.from_iterable(iterate(plan, items, args, kwargs, ordered=ordered)))
+        batches = iterate(plan, items, args, kwargs, ordered=ordered, eager=True)
+        return list(chain.from_iterable(batches))
 
     def flatten(batches: Generator[list[Any], None, None]) -> Generator[Any, None, None]:
         # A generator of its own, so closing it (or leaving it) stops the map at once.
