@@ -241,3 +241,11 @@ async def aslow_zero(x: int) -> int:
     if x == 0:
         await asyncio.sleep(0.5)
     return x
+
+
+def fail_on_sevens(x: int, path: str, offset: int = 0, *, scale: int = 1) -> int:
+    """Record the call; items 3, 10, 17, ... fail on every attempt, the rest compute."""
+    record(path, x)
+    if x % 7 == 3:
+        raise ValueError(f"item {x}")
+    return (x + offset) * scale

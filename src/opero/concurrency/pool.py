@@ -12,8 +12,10 @@ pickled becomes that item's ``ConcurrencyError`` instead of breaking the map.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import multiprocessing
+import operator
 import os
 import sys
 import threading
@@ -246,21 +248,46 @@ def _run_sync_chunk(
     """Each item through its pipeline; with nothing to do on success, the function directly.
 
     ``call._opero_direct`` is the plain function and ``call._opero_resume`` continues the
-    retry loop from a first error, so a successful item costs one plain call.
+    retry loop from a first error, so a successful item costs one plain call, made
+    by ``map`` in C: for trivial items the loop itself would cost more than the work.
     """
-    values: list[Any] = []
-    failed: list[int] = []
     direct = getattr(call, "_opero_direct", None)
     resume = getattr(call, "_opero_resume", None)
+    if direct is None or resume is None:
+        return _run_each(call, items, args, kwargs)
+    one = direct if not args and not kwargs else functools.partial(_call_with, direct, args, kwargs)
+    values: list[Any] = []
+    failed: list[int] = []
+    remaining = iter(items)
+    while True:
+        try:
+            values.extend(map(one, remaining))  # keeps what came before an error (CPython)
+        except Exception as first:
+            # ``remaining`` is past the item that raised: its position is what was taken.
+            position = len(items) - operator.length_hint(remaining) - 1
+            try:
+                values.append(resume(first, (items[position], *args), kwargs))
+            except Exception as exc:
+                values.append(exc)
+                failed.append(position)
+            continue
+        return values, failed
+
+
+def _call_with(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any
+) -> Any:
+    return func(item, *args, **kwargs)
+
+
+def _run_each(
+    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[Any], list[int]]:
+    values: list[Any] = []
+    failed: list[int] = []
     for position, item in enumerate(items):
         try:
-            if direct is None:
-                values.append(call(item, *args, **kwargs))
-                continue
-            try:
-                values.append(direct(item, *args, **kwargs))
-            except Exception as first:
-                values.append(resume(first, (item, *args), kwargs))  # type: ignore[misc]
+            values.append(call(item, *args, **kwargs))
         except Exception as exc:
             values.append(exc)
             failed.append(position)
