@@ -33,10 +33,8 @@ def test_failures_keep_their_slots_and_call_counts(
         max_delay=0.001,
         progress=False,
     )(fail_on_sevens)
-    if extra:
-        results = mapped(ITEMS, str(log), 5, scale=3)
-    else:
-        results = mapped(ITEMS, str(log))
+    args, kwargs = ((5,), {"scale": 3}) if extra else ((), {})
+    results = mapped(ITEMS, str(log), *args, **kwargs)
     for x, result in zip(ITEMS, results, strict=True):
         if x in FAILING:
             assert isinstance(result, AllFailedError), (x, result)
