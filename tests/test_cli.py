@@ -14,20 +14,37 @@ import pytest
 from opero import opero
 from opero.cli import main
 from opero.core.backends.sqlite import SqliteStore
-from opero.testing import no_waits
 
 
-def test_demo_runs_and_reports_each_layer(capsys: pytest.CaptureFixture[str]) -> None:
-    with no_waits():  # the demo's backoff and rate-limit waits take no time here
-        assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "retry 1 after ConnectionError" in out
-    assert "weather: answered" in out
-    assert "fallbacks used: 1" in out
-    assert "the function ran 1 time(s); cache hits: 1" in out
-    assert "AllFailedError with 4 errors" in out
-    assert "revoked-primary" not in out
-    assert "backup-key" not in out
+def test_demo_passes_quick_to_the_tour(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def fake_tour(*, quick: bool) -> int:
+        calls.append(quick)
+        return 0
+
+    monkeypatch.setattr("opero.demo.run_tour", fake_tour)
+    assert main(["demo", "--quick"]) == 0
+    assert main(["demo"]) == 0
+    assert calls == [True, False]
+
+
+def test_demo_help_offers_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--help"])
+    assert info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+
+
+def test_other_commands_do_not_load_the_tour() -> None:
+    # The tour's modules (and http.server) load only for `opero demo`.
+    code = (
+        "import sys; from opero.cli import main; main(['version']); "
+        "print(sorted(m for m in ('opero.demo', 'opero._demo_server', 'http.server', 'tqdm')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,7 +82,8 @@ async def async_iterate(
                     failed.append(len(values))
                 indices.append(index)
                 values.append(future.result() if error is None else error)
-            ready = collector.add((indices, values, failed)) if values else []
+            batch = _ascending(indices, values, failed) if ordered else (indices, values, failed)
+            ready = collector.add(batch) if values else []
             if ready:
                 yield ready
     finally:
@@ -91,3 +92,18 @@ async def async_iterate(
         if index_of:
             await asyncio.gather(*index_of, return_exceptions=True)
         collector.close()
+
+
+def _ascending(
+    indices: list[int], values: list[Any], failed: list[int]
+) -> tuple[list[int], list[Any], list[int]]:
+    """The batch in input order: tasks finish in any order, the Collector needs ascending runs."""
+    if len(indices) < 2:
+        return indices, values, failed
+    bad = set(failed)
+    order = sorted(range(len(indices)), key=indices.__getitem__)
+    return (
+        [indices[i] for i in order],
+        [values[i] for i in order],
+        [position for position, i in enumerate(order) if i in bad],
+    )

@@ -33,7 +33,11 @@ class Collector:
             self.bar = _bar_class()(total=total, unit="item", mininterval=0.2)
 
     def add(self, batch: Batch) -> list[Any]:
-        """The values that can be handed out now that ``batch`` is in."""
+        """The values that can be handed out now that ``batch`` is in.
+
+        A batch's indices must be ascending (each producer sorts or builds them so):
+        that is what lets one comparison tell a contiguous run from a scattered one.
+        """
         indices, values, failed = batch
         if self.bar is not None:
             self.bar.update(len(values))

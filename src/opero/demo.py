@@ -1,0 +1,344 @@
+"""``opero demo``: a guided tour of opero against a flaky HTTP service on this machine.
+
+The tour starts :class:`~opero._demo_server.FlakyService` (stdlib only, random
+port, failures planned from a seed) so that it needs no network and no
+accounts, then shows each layer doing its job on real HTTP requests: retries
+with backoff, fallback across API keys, cache hits, a rate limit held across
+threads, and ``@opmap`` fetching many URLs in thread and async mode.  It ends
+with a table of every decorated function's statistics.
+
+API keys appear in the output by position only (``key #1``), never by value:
+secrets must not reach output, logs or exception text, and the tour shows how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from opero import AllFailedError, opero, opmap
+from opero._demo_server import (
+    TRANSIENT,
+    FlakyService,
+    HTTPStatusError,
+    UnauthorizedError,
+    aget,
+    get,
+)
+from opero.core.stats import Statistics
+
+__all__ = ["FULL", "QUICK", "SEED", "Pace", "Tour", "demo_keys", "failure_label", "run_tour"]
+
+#: The seed of every planned failure, delay and key: one seed, one tour.
+SEED = 2024
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long the tour's waits are and how much it fetches."""
+
+    #: URLs fetched by each ``@opmap`` section.
+    urls: int
+    #: Threads of the thread map.
+    workers: int
+    #: Concurrent tasks of the async map.
+    async_workers: int
+    #: Seconds a client waits for an answer before giving up on that attempt.
+    timeout: float
+    #: ``min_delay`` of the retry sections (doubling each retry).
+    min_delay: float
+    #: Delay range of the service's slow items.
+    slow: tuple[float, float]
+    #: Milliseconds the expensive lookup of the cache section takes.
+    lookup_ms: int
+    #: Calls per second of the rate-limit section, and how many calls it makes.
+    rate: float
+    rate_calls: int
+
+
+#: ``opero demo --quick``: the same tour in about five seconds.
+QUICK = Pace(
+    urls=100,
+    workers=16,
+    async_workers=32,
+    timeout=0.3,
+    min_delay=0.02,
+    slow=(0.02, 0.08),
+    lookup_ms=100,
+    rate=20,
+    rate_calls=20,
+)
+#: ``opero demo``: waits long enough to watch.
+FULL = Pace(
+    urls=200,
+    workers=8,
+    async_workers=32,
+    timeout=1.5,
+    min_delay=0.25,
+    slow=(0.2, 1.0),
+    lookup_ms=800,
+    rate=5,
+    rate_calls=30,
+)
+
+
+def demo_keys(seed: int = SEED) -> tuple[str, str, str]:
+    """Three made-up API keys; the service revokes the first."""
+    rng = random.Random(f"{seed}:keys")
+    first, second, third = (f"sk-demo-{rng.getrandbits(96):024x}" for _ in range(3))
+    return first, second, third
+
+
+def failure_label(error: BaseException) -> str:
+    """How a map entry failed, by type: ``HTTP 503 after 4 attempts``, ``HTTP 404, not retried``."""
+
+    def name(exc: BaseException | None) -> str:
+        return f"HTTP {exc.status}" if isinstance(exc, HTTPStatusError) else type(exc).__name__
+
+    if isinstance(error, AllFailedError):
+        return f"{name(error.last_error)} after {error.attempt_count} attempts"
+    return f"{name(error)}, not retried"
+
+
+class Tour:
+    """The sections of the tour, in order, each printing what happened and why it matters."""
+
+    def __init__(self, service: FlakyService, pace: Pace, out: TextIO) -> None:
+        self.service, self.pace, self.out = service, pace, out
+        self.address = service.address
+        self.keys = demo_keys(service.seed)
+        #: (section, statistics, seconds) rows of the final table.
+        self.rows: list[tuple[str, Statistics, float]] = []
+
+    def say(self, text: str = "") -> None:
+        """Print at once, so the text and the progress bars on stderr stay in order."""
+        print(text, file=self.out, flush=True)
+
+    def retries(self) -> None:
+        """A request whose first three tries get 503, retried with doubling delays."""
+        self.say("1. Retry with backoff: /flaky/3/report answers 503 three times, then 200.")
+        self.say(f"   @opero(retries=4, min_delay={self.pace.min_delay * 2:g}, backoff_factor=2)")
+        start = time.monotonic()
+
+        def report_retry(error: BaseException, attempt: int) -> None:
+            self.say(f"   +{time.monotonic() - start:.2f}s retry {attempt} after {error}")
+
+        @opero(
+            retries=4,
+            min_delay=self.pace.min_delay * 2,
+            backoff_factor=2,
+            retry_on=TRANSIENT,
+            on_retry=report_retry,
+        )
+        def report() -> bytes:
+            return get(self.address, "/flaky/3/report", timeout=self.pace.timeout)
+
+        report()
+        stats = report.statistics()
+        self.say(f"   +{time.monotonic() - start:.2f}s 200 OK on attempt {stats.attempts}")
+        self.say(f"   retries: {stats.retries}, waited {stats.waited:.2f}s between attempts\n")
+        self.rows.append(("retry with backoff", stats, time.monotonic() - start))
+
+    def fallback(self) -> None:
+        """Key #0 is revoked: every call falls back to key #1, and keys stay unprinted."""
+        self.say('2. Fallback across API keys: @opero(arg_fallback="api_key"), key #0 revoked.')
+        start, keys = time.monotonic(), list(self.keys)
+        tried: list[int] = []
+
+        @opero(
+            retries=1,
+            min_delay=self.pace.min_delay,
+            arg_fallback="api_key",
+            retry_on=(UnauthorizedError, *TRANSIENT),
+        )
+        def account(section: str, api_key: list[str]) -> int:
+            tried.append(keys.index(api_key[0]))  # report the position, never the key
+            get(self.address, f"/ok/{section}", timeout=self.pace.timeout, api_key=api_key[0])
+            return tried[-1]
+
+        for section in ("profile", "orders", "invoices"):
+            tried.clear()
+            used = account(section, api_key=keys)
+            steps = " -> ".join(f"key #{i}" for i in tried)
+            self.say(f"   GET /ok/{section}: tried {steps}; answered with key #{used}")
+        refused = self.service.answers[401]
+        self.say(
+            f"   fallbacks: {account.statistics().fallbacks}; the service answered 401 x{refused}"
+        )
+        self.say("   With only the revoked key, the error names the path and status, no key:")
+        try:
+            account("billing", api_key=keys[:1])
+        except AllFailedError as error:
+            for line in str(error).splitlines():
+                self.say(f"     {line}")
+        self.say("   (keys are shown by position: secrets never reach output, logs or errors)\n")
+        self.rows.append(("key fallback", account.statistics(), time.monotonic() - start))
+
+    def cache(self) -> None:
+        """A slow lookup asked for again is served from memory; the service never sees it."""
+        ms = self.pace.lookup_ms
+        self.say(f"3. Cache: @opero(cache=True, cache_ttl=300) on a lookup taking {ms} ms.")
+        start = time.monotonic()
+
+        @opero(cache=True, cache_ttl=300)
+        def forecast(city: str) -> bytes:
+            return get(self.address, f"/slow/{ms}/{city}", timeout=ms / 1000 + 5)
+
+        cities = ["berlin", "paris", "berlin", "lima", "paris", "berlin", "tokyo", "lima"]
+        for city in cities:
+            hits, began = forecast.statistics().cache_hits, time.perf_counter()
+            forecast(city)
+            took = time.perf_counter() - began
+            source = "cache" if forecast.statistics().cache_hits > hits else "service"
+            self.say(f"   forecast({city!r:9}) {took * 1000:9.3f} ms  from the {source}")
+        stats = forecast.statistics()
+        self.say(
+            f"   cache hits: {stats.cache_hits}, misses: {stats.cache_misses}; the service"
+            f" was asked {self.service.count('/slow/')} times for {len(cities)} lookups\n"
+        )
+        self.rows.append(("cache", stats, time.monotonic() - start))
+
+    def rate_limit(self) -> None:
+        """Four threads call as fast as they can; the calls still start evenly spaced."""
+        from tqdm import tqdm  # noqa: PLC0415 - a dependency, but loaded only when shown
+
+        rate, calls = self.pace.rate, self.pace.rate_calls
+        self.say(f"4. Rate limit: @opero(rate_limit={rate:g}), {calls} calls from 4 threads.")
+        start = time.monotonic()
+        starts: list[float] = []
+
+        @opero(rate_limit=rate)
+        def ping(n: int) -> int:
+            starts.append(time.monotonic())
+            get(self.address, "/ping", timeout=self.pace.timeout + 5)
+            return n
+
+        with (
+            tqdm(total=calls, desc="   rate limit", unit="call", file=sys.stderr) as bar,
+            ThreadPoolExecutor(4) as pool,
+        ):
+            for _ in pool.map(ping, range(calls)):
+                bar.update()
+        span = max(starts) - min(starts)
+        ideal = (calls - 1) / rate
+        stats = ping.statistics()
+        self.say(
+            f"   {calls} calls started over {span:.2f}s (ideal {ideal:.2f}s): "
+            f"{(calls - 1) / span:.1f} calls/s, limit {rate:g}/s"
+        )
+        self.say(f"   the threads waited {stats.waited:.2f}s in total for their turn\n")
+        self.rows.append(("rate limit", stats, time.monotonic() - start))
+
+    def map_section(
+        self, name: str, results: Sequence[Any], stats: Statistics, took: float
+    ) -> None:
+        """Report one map: every item has an entry; failures are counted by type."""
+        failures = Counter(failure_label(r) for r in results if isinstance(r, BaseException))
+        failed = sum(failures.values())
+        self.say(
+            f"   {len(results)} entries in {took:.2f}s: {len(results) - failed} ok, {failed} failed"
+        )
+        for label, count in sorted(failures.items()):
+            self.say(f"     {label:<32}{count:>4}")
+        self.say(
+            f"   {stats.retries} retries on the way: flaky items recover; broken, missing and"
+            f" hanging ones cannot. Backoff waits (overlapping): {stats.waited:.2f}s\n"
+        )
+        self.rows.append((name, stats, took))
+
+    def map_threads(self) -> None:
+        """``@opmap(mode="thread")`` over the service's items, retrying each on its own."""
+        p = self.pace
+        self.say(f'5. @opmap(mode="thread", workers={p.workers}, retries=3): {p.urls} URLs.')
+        self.say("   Each item retries on its own; a failure becomes that item's entry.")
+
+        def fetch_one(n: int) -> bytes:
+            return get(self.address, f"/items/{n}", timeout=p.timeout)
+
+        # opmap is typed loosely (it returns a different kind of callable per mode), so it
+        # is applied by call: a decorator returning Any would fail mypy --strict.
+        fetch = opmap(mode="thread", workers=p.workers, **self.map_settings())(fetch_one)
+        start = time.monotonic()
+        results = fetch(range(p.urls))
+        self.map_section("opmap thread", results, fetch.statistics(), time.monotonic() - start)
+
+    def map_async(self) -> None:
+        """The same items as tasks on one event loop: many in flight, no threads."""
+        p = self.pace
+        self.service.reset()  # the same flaky items fail again, so the two maps compare
+        self.say(
+            f'6. @opmap(mode="async", workers={p.async_workers}, retries=3): the same {p.urls}'
+            " URLs, raw HTTP/1.0 over asyncio.open_connection."
+        )
+
+        async def fetch_one(n: int) -> bytes:
+            return await aget(self.address, f"/items/{n}", timeout=p.timeout)
+
+        # The tour only counts outcomes, so entries may come back in completion order.
+        fetch = opmap(mode="async", workers=p.async_workers, ordered=False, **self.map_settings())(
+            fetch_one
+        )
+
+        async def fetch_all() -> list[Any]:
+            results: list[Any] = await fetch(range(p.urls))
+            return results
+
+        start = time.monotonic()
+        results = asyncio.run(fetch_all())
+        self.map_section("opmap async", results, fetch.statistics(), time.monotonic() - start)
+
+    def map_settings(self) -> dict[str, Any]:
+        """The per-item ``@opero`` settings both maps share: 503s and timeouts are retried."""
+        return {
+            "retries": 3,
+            "min_delay": self.pace.min_delay,
+            "backoff_factor": 2,
+            "retry_on": TRANSIENT,
+        }
+
+    def summary(self, took: float) -> None:
+        """One row per decorated function, from its ``statistics()``."""
+        self.say("Summary (from each function's .statistics())")
+        header = ("section", "calls", "attempts", "retries", "fallbacks", "cache hits", "failed")
+        self.say(
+            f"  {header[0]:<20}" + "".join(f"{h:>11}" for h in header[1:]) + "    waited      time"
+        )
+        for name, s, seconds in self.rows:
+            numbers = (s.calls, s.attempts, s.retries, s.fallbacks, s.cache_hits, s.failures)
+            cells = "".join(f"{n:>11}" for n in numbers)
+            self.say(f"  {name:<20}{cells}{s.waited:>9.2f}s{seconds:>9.2f}s")
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(self.service.answers.items(), key=str))
+        self.say(f"  service answers: {answers}")
+        self.say(f"\nTour finished in {took:.1f}s. Next: the README's quick start.")
+
+
+def run_tour(*, quick: bool = False, seed: int = SEED, out: TextIO | None = None) -> int:
+    """Run the whole tour; returns the exit code (0)."""
+    pace = QUICK if quick else FULL
+    out = out or sys.stdout
+    start = time.monotonic()
+    service = FlakyService(
+        seed=seed, revoked_keys=demo_keys(seed)[:1], slow=pace.slow, hang=pace.timeout * 8
+    )
+    with service:
+        print(
+            f"opero demo{' --quick' if quick else ''}: a flaky HTTP service is running at"
+            f" {service.url} (seed {seed}).\nIt answers 503 at random, answers slowly, hangs"
+            " now and then, and refuses API key #0.\n",
+            file=out,
+            flush=True,
+        )
+        tour = Tour(service, pace, out)
+        for section in (tour.retries, tour.fallback, tour.cache, tour.rate_limit):
+            section()
+        tour.map_threads()
+        tour.map_async()
+        tour.summary(time.monotonic() - start)
+    return 0
