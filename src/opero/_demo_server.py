@@ -9,14 +9,14 @@ tours with one seed meet the same failures however their threads interleave:
 
 * ``GET /items/<n>``: item ``n`` is ``ok``, ``slow`` (answers late), ``flaky``
   (its first one or two requests get 503), ``broken`` (always 503), ``missing``
-  (404) or ``hanging`` (never answers in time); see :meth:`FlakyService.plan`.
+  (404) or ``hanging`` (never answers in time); see ``FlakyService.plan``.
 * ``GET /flaky/<k>/<name>``: the first ``k`` requests of this path get 503.
 * ``GET /slow/<ms>/<name>``: 200 after ``ms`` milliseconds.
 * ``GET /ok/<name>`` and ``GET /ping``: 200 at once (``/ping`` arrivals are timed).
 * Any request whose ``X-Api-Key`` header holds a revoked key gets 401.
 
 Keys are compared and never stored in logs: the handler's request log is off.
-The client (:func:`get` with ``http.client``, :func:`aget` with raw HTTP/1.0 over
+The client (``get`` with ``http.client``, ``aget`` with raw HTTP/1.0 over
 ``asyncio.open_connection``) turns error statuses into exceptions that name the
 path and status, never a header, so a key cannot leak through error text.
 """

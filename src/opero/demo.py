@@ -1,6 +1,6 @@
 """``opero demo``: a guided tour of opero against a flaky HTTP service on this machine.
 
-The tour starts :class:`~opero._demo_server.FlakyService` (stdlib only, random
+The tour starts ``FlakyService`` (stdlib only, random
 port, failures planned from a seed) so that it needs no network and no
 accounts, then shows each layer doing its job on real HTTP requests: retries
 with backoff, fallback across API keys, cache hits, a rate limit held across

@@ -1,12 +1,13 @@
 """Test helpers for code that uses opero: a fake clock and a switch that removes waits.
 
 Retry backoff, rate limiting and cache TTL all read one clock
-(:mod:`opero.core.clock`), so swapping it changes them together:
+(`opero.core.clock`), so swapping it changes them together:
 
-* :func:`no_waits` keeps real time but makes every opero wait return at once,
+* [`no_waits`][opero.testing.no_waits] keeps real time but makes every opero wait return at once,
   so your own test suite does not sit through backoff delays.
-* :class:`FakeClock` replaces time itself: sleeping advances it instantly,
-  and :meth:`FakeClock.advance` moves it by hand, e.g. past a cache TTL.
+* [`FakeClock`][opero.testing.FakeClock] replaces time itself: sleeping advances it
+  instantly, and [`FakeClock.advance`][opero.testing.FakeClock.advance] moves it by hand,
+  e.g. past a cache TTL.
 
 Example:
     >>> from opero import opero
@@ -45,7 +46,7 @@ _EPOCH = 1_767_225_600.0
 class FakeClock:
     """Virtual time: ``sleep`` advances it instantly, ``advance`` moves it by hand.
 
-    Sleeps are recorded in :attr:`sleeps`.  Concurrent ``async_sleep`` calls
+    Sleeps are recorded in `sleeps`.  Concurrent ``async_sleep`` calls
     of tasks on one loop wake in order of their wake-up times, each moving the
     clock to its own wake-up time, as real sleeps would, so timing checks made
     from ``asyncio.gather`` see the same schedule they would see for real.

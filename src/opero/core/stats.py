@@ -86,7 +86,7 @@ def _value(counter: itertools.count[int]) -> int:
 
 @final
 class Counters:
-    """The live counters behind :class:`Statistics`."""
+    """The live counters behind `Statistics`."""
 
     __slots__ = (
         "_bulk",
@@ -124,7 +124,7 @@ class Counters:
             self._waited += seconds
 
     def snapshot(self, cache_errors: int = 0) -> Statistics:
-        """The current values as a frozen :class:`Statistics`."""
+        """The current values as a frozen `Statistics`."""
         bulk = dict(self._bulk)
 
         def read(name: str) -> int:

@@ -124,7 +124,7 @@ def opero(
 
     Works on sync and ``async def`` functions alike, with or without
     arguments (``@opero`` or ``@opero(...)``).  Every setting is checked here;
-    a bad one raises :class:`~opero.ConfigurationError` naming the parameter.
+    a bad one raises [`ConfigurationError`][opero.ConfigurationError] naming the parameter.
 
     Args:
         retries: Retry attempts after the first (``retries=3``: up to 4 attempts).

@@ -1,0 +1,288 @@
+"""Every ```python block of README.md and docs/*.md runs, as written.
+
+Each block is one test, named ``<file>:<line>`` after the block's first line of code,
+so a failure names the block.  A block runs in a fresh namespace in this process,
+or as a script of its own (``python example.py``) when it starts a process pool or
+tests ``__name__ == "__main__"`` (or is marked ``<!-- own-process -->``): worker
+processes import that script afresh, as they would import the reader's.
+
+Markers, each an HTML comment on its own line right before the fence:
+
+* ``<!-- no-run: reason -->``: the block is shown, never run (there should be few).
+* ``<!-- own-process -->``: run the block as a script of its own.
+* ``<!-- pytest -->``: the block is a test module: run it with pytest, which must pass.
+
+Network: URLs ``https://<name>.example.com`` are rewritten to a stub server on
+127.0.0.1 (``docs_stub_server.py`` says how each host answers), and while an example
+runs every lookup or connection to anything but the local machine is refused.
+Examples that mention redis need a redis-server on 127.0.0.1:6379: without one they
+are skipped locally and fail in CI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from docs_network_guard import local_only
+from docs_stub_server import StubServer, rewrite_urls
+
+from opero.core import clock as opero_clock
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+#: Seconds one example may take when it runs as a script of its own.
+SCRIPT_TIMEOUT = 45
+
+_LANGUAGES = frozenset({"python", "py", "python3"})
+_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
+_MARKER = re.compile(r"^\s*<!--\s*(?P<name>[a-z-]+)\s*(?::\s*(?P<reason>.*?))?\s*-->\s*$")
+_MARKERS = frozenset({"no-run", "own-process", "pytest"})
+_OWN_PROCESS = re.compile(
+    r"""__name__\s*==\s*["']__main__["']|mode\s*=\s*["'](?:async_)?process["']"""
+)
+_USES_REDIS = re.compile(r"redis")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fenced Python block of a page."""
+
+    path: Path
+    #: 1-based line of the block's first line of code in its page.
+    line: int
+    source: str
+    skip: str | None
+    #: "here" (this process), "script" (a process of its own) or "pytest".
+    how: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
+
+
+def _markers(lines: list[str], fence_index: int, path: Path) -> dict[str, str]:
+    """The ``<!-- name: reason -->`` comments right above the fence at ``fence_index``."""
+    found: dict[str, str] = {}
+    index = fence_index - 1
+    while index >= 0 and (match := _MARKER.match(lines[index])):
+        name = match.group("name")
+        if name not in _MARKERS:
+            break  # some other HTML comment: not ours
+        reason = (match.group("reason") or "").strip()
+        if name == "no-run" and not reason:
+            msg = f"{path.name}:{index + 1}: <!-- no-run: ... --> needs a reason"
+            raise ValueError(msg)
+        found[name] = reason
+        index -= 1
+    return found
+
+
+def collect(path: Path) -> list[Example]:
+    """The Python blocks of one Markdown page, indented ones (tabs, admonitions) included."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    examples: list[Example] = []
+    index = 0
+    while index < len(lines):
+        opening = _OPEN.match(lines[index])
+        if not opening:
+            index += 1
+            continue
+        indent, fence = opening.group("indent"), opening.group("fence")
+        info = opening.group("info").strip().lstrip("{").lstrip(".")
+        language = info.split()[0].lower() if info else ""
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+        end = index + 1
+        while end < len(lines) and not closing.match(lines[end]):
+            end += 1
+        if end == len(lines):
+            msg = f"{path.name}:{index + 1}: the code fence is never closed"
+            raise ValueError(msg)
+        if language in _LANGUAGES:
+            body = [
+                line[len(indent) :] if line.startswith(indent) else line.lstrip()
+                for line in lines[index + 1 : end]
+            ]
+            source = "\n".join(body) + "\n"
+            markers = _markers(lines, index, path)
+            if "pytest" in markers:
+                how = "pytest"
+            elif "own-process" in markers or _OWN_PROCESS.search(source):
+                how = "script"
+            else:
+                how = "here"
+            examples.append(
+                Example(
+                    path=path,
+                    line=index + 2,
+                    source=source,
+                    skip=markers.get("no-run"),
+                    how=how,
+                )
+            )
+        index = end + 1
+    return examples
+
+
+EXAMPLES = [example for page in PAGES for example in collect(page)]
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[StubServer]:
+    with StubServer() as server:
+        yield server
+
+
+def _redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _opero_logger_restored() -> Iterator[None]:
+    """Examples may call configure_logging(); the next test sees the logger as it was."""
+    logger = logging.getLogger("opero")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+def _run_here(example: Example, source: str) -> None:
+    # The code keeps its page's line numbers, so a traceback points into the page.
+    code = compile("\n" * (example.line - 1) + source, str(example.path), "exec")
+    module = types.ModuleType("docs_example")
+    module.__file__ = str(example.path)
+    sys.modules["docs_example"] = module
+    try:
+        with local_only():
+            exec(code, module.__dict__)
+    finally:
+        del sys.modules["docs_example"]
+    assert isinstance(opero_clock.current(), opero_clock.SystemClock), (
+        "the example left a fake clock installed"
+    )
+
+
+def _run_as_script(example: Example, source: str, directory: Path) -> None:
+    # Named like a test module, so the same file serves `python example.py` and pytest.
+    script = directory / "test_example.py"
+    script.write_text("\n" * (example.line - 1) + source, encoding="utf-8")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    guard = str(HERE / "docs_network_guard.py")
+    if example.how == "pytest":
+        # Only pytest's own plugins: the block must not depend on what else is installed.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        options = ["-q", "-p", "no:cacheprovider", "-W", "error", "--rootdir", str(directory)]
+        command = [sys.executable, guard, "-m", "pytest", *options, str(script)]
+    else:
+        command = [sys.executable, "-W", "error", guard, str(script)]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{example.name} did not finish within {SCRIPT_TIMEOUT} s\n{exc.stderr}")
+    if done.returncode != 0:
+        pytest.fail(
+            f"{example.name} exited with {done.returncode} "
+            f"(line numbers are the page's)\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[example.name for example in EXAMPLES])
+def test_example_runs(
+    example: Example,
+    stub: StubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if example.skip is not None:
+        pytest.skip(f"marked no-run: {example.skip}")
+    if _USES_REDIS.search(example.source) and not _redis_answers():
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no redis-server answers on 127.0.0.1:6379")
+        pytest.skip("needs a redis-server on 127.0.0.1:6379")
+    stub.reset()
+    source = rewrite_urls(example.source, stub.base_url)
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    if example.how in ("script", "pytest"):
+        _run_as_script(example, source, tmp_path)
+    else:
+        _run_here(example, source)
+
+
+def test_the_collector_finds_blocks_in_every_page() -> None:
+    # A page whose blocks silently stopped being collected would stop being tested.
+    counted = {page.name: len(collect(page)) for page in PAGES}
+    assert counted["README.md"] >= 5
+    for name in ("index.md", "basic-usage.md", "parallel-maps.md", "caching.md"):
+        assert counted.get(name, 0) >= 2, f"docs/{name} has {counted.get(name, 0)} blocks"
+    skipped = [example.name for example in EXAMPLES if example.skip is not None]
+    assert len(skipped) <= 5, f"too many no-run blocks: {skipped}"
+
+
+def _performance_rows(text: str) -> list[str]:
+    """The table rows of the section that starts with ``## Performance``."""
+    section = text.split("\n## Performance", 1)[1]
+    section = re.split(r"\n## ", section, maxsplit=1)[0]
+    return [line.strip() for line in section.splitlines() if line.startswith("| ")]
+
+
+def test_the_performance_page_has_the_readme_tables() -> None:
+    # docs/performance.md repeats the README's measurements; they must not drift apart.
+    readme = _performance_rows((ROOT / "README.md").read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    missing = [row for row in readme if row not in page]
+    assert not missing, (
+        "docs/performance.md lacks these rows of README.md's Performance tables "
+        "(copy them over):\n" + "\n".join(missing)
+    )
+
+
+def test_examples_cannot_reach_the_network() -> None:
+    with local_only():
+        with pytest.raises(ConnectionRefusedError):
+            socket.getaddrinfo("api.example.com", 443)
+        with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+            sock.connect(("192.0.2.1", 80))  # TEST-NET-1: refused before any packet
+        assert socket.getaddrinfo("127.0.0.1", 6379)
+    assert "api.example.com" not in rewrite_urls("https://api.example.com/users/1", "http://x")
+
+
+def test_example_scripts_cannot_reach_the_network(tmp_path: Path) -> None:
+    script = tmp_path / "reach_out.py"
+    script.write_text('import socket\nsocket.create_connection(("192.0.2.1", 80), timeout=1)\n')
+    done = subprocess.run(
+        [sys.executable, str(HERE / "docs_network_guard.py"), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "docs examples may not reach the network" in done.stderr
