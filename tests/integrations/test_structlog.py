@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,18 +20,6 @@ from opero.testing import FakeClock
 #: Argument values that must never reach a log line.
 KEYS = ["sk-live-FIRST-0001", "sk-live-SECOND-0002"]
 ENDPOINT = "/v1/accounts/acct-PRIVATE-77"
-
-
-@pytest.fixture
-def opero_logger() -> Iterator[logging.Logger]:
-    """The "opero" logger, with its handlers and level put back after the test."""
-    logger = logging.getLogger("opero")
-    handlers, level = list(logger.handlers), logger.level
-    yield logger
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @pytest.fixture

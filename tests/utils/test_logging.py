@@ -7,7 +7,6 @@ import io
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,18 +15,6 @@ from opero.testing import FakeClock
 from opero.utils import configure_logging as utils_configure_logging
 
 SECRETS = ["sk-SECRET-123", "sk-SECRET-456", "sk-SECRET-789"]
-
-
-@pytest.fixture
-def opero_logger() -> Iterator[logging.Logger]:
-    """The "opero" logger, with its handlers and level put back after the test."""
-    logger = logging.getLogger("opero")
-    handlers, level = list(logger.handlers), logger.level
-    yield logger
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def own_handlers(logger: logging.Logger) -> list[logging.Handler]:
