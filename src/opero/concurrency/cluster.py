@@ -1,22 +1,25 @@
 """``mode="dask"``: the map's chunks go to a ``dask.distributed`` cluster.
 
-The map loop in ``dispatch.py`` stays the same; only where a chunk runs
-changes.  ``distributed``'s ``ClientExecutor`` hands back plain
-``concurrent.futures`` futures, so deadlines, ordering and the progress bar
-work exactly as with a local process pool.  Scheduling, moving data and
-re-running the tasks of a worker that was lost are the cluster's job: a lost
-worker's chunks are re-run elsewhere by the scheduler, and only a chunk that
-kept killing its workers comes back as ``KilledWorker`` (see ``dispatch``).
+The map loop stays the same; only where a chunk runs changes.  Chunks come
+back as plain ``concurrent.futures`` futures (``ClusterTasks``), so ordering,
+``imap`` and the progress bar work exactly as with a local process pool.
+Scheduling, moving data and re-running the tasks of a worker that was lost
+are the cluster's job; only a chunk that kept killing its workers comes back
+as ``KilledWorker``, and the map then runs its items one at a time, alone, to
+find the one responsible (``map_run``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 import threading
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
 from opero.exceptions import ConfigurationError
 
-__all__ = ["client_for", "is_killed_worker", "require_distributed", "slots"]
+__all__ = ["ClusterTasks", "client_for", "is_killed_worker", "require_distributed", "slots"]
 
 _NO_CLIENT = (
     "mode='dask' found no Dask client. Start one before the map, e.g. "
@@ -28,6 +31,8 @@ _NO_CLIENT = (
 #: Clients opened here for a scheduler address given as a string, by address.
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
+#: Reads finished tasks' results, away from the map loop's stack (see ``_fetch``).
+_fetch_pool: ThreadPoolExecutor | None = None
 
 
 def require_distributed() -> None:
@@ -76,3 +81,68 @@ def is_killed_worker(error: BaseException) -> bool:
     from distributed import KilledWorker  # noqa: PLC0415
 
     return isinstance(error, KilledWorker)
+
+
+class ClusterTasks:
+    """Submits chunks to a Dask cluster; each comes back as a ``concurrent.futures`` future.
+
+    Plain futures let the map loop wait on a cluster exactly as on a local pool.
+    ``distributed``'s own ``ClientExecutor`` is not used: a result lost with its
+    worker and then re-run into ``KilledWorker`` escapes it and leaves the future
+    unset for ever (the map would hang).  Here every outcome reaches the future,
+    the chunk's payload is unpickled off the map's stack (see ``_fetch``), and
+    the task is released as soon as its result is read, so a finished map holds
+    nothing on the cluster that a lost worker could make it run again.
+    """
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` as one task; cancelling the returned future cancels the task."""
+        task = self.client.submit(fn, *args, pure=False)  # pure=False: a rerun is a new run
+        out: Future[Any] = Future()
+
+        def relay(_: Any) -> None:  # on Dask's callback thread: hand over, never block it
+            _fetchers().submit(_fetch, task, out)
+
+        def drop(done: Future[Any]) -> None:
+            if done.cancelled():
+                task.cancel()
+
+        out.add_done_callback(drop)
+        task.add_done_callback(relay)
+        return out
+
+
+def _fetch(task: Any, out: Future[Any]) -> None:
+    """Read a finished task into ``out``, then release it.
+
+    Unpickled here, on a thread of its own, because importing ``distributed``
+    makes tracebacks picklable (tblib), and tblib rebuilds a remote traceback on
+    top of the stack that unpickles it: on the map loop's stack, each failed
+    item's error would keep the loop, and its tasks, alive after the map.
+    """
+    try:
+        if out.done():
+            return  # cancelled by the map
+        try:
+            outcome: Any = pickle.loads(task.result())  # noqa: S301 - our worker's bytes
+        except BaseException as exc:  # KilledWorker, a cancelled task, a lost client
+            with contextlib.suppress(InvalidStateError):
+                out.set_exception(exc)
+        else:
+            with contextlib.suppress(InvalidStateError):
+                out.set_result(outcome)
+    finally:
+        task.release()
+
+
+def _fetchers() -> ThreadPoolExecutor:
+    global _fetch_pool  # noqa: PLW0603 - created with the first Dask map
+    with _lock:
+        if _fetch_pool is None:
+            _fetch_pool = ThreadPoolExecutor(4, thread_name_prefix="opero-dask-fetch")
+        return _fetch_pool

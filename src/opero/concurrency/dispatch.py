@@ -102,12 +102,13 @@ def iterate(
         from opero.concurrency import cluster  # noqa: PLC0415 - dask mode only
 
         client = cluster.client_for(plan.client)
-        # pure=False: two maps over the same chunk are two runs, never one shared result.
-        executor = client.get_executor(pure=False)
+        executor = cluster.ClusterTasks(client)
         workers = plan.workers or cluster.slots(client)
     run = MapRun(plan, args, kwargs, _chunk_size(plan, items, workers), workers)
     run.executor = executor
-    if eager and plan.timeout is None:
+    if executor is not None and plan.workers:
+        run.limit = plan.workers  # the cluster queues what it is given: send only what may run
+    elif eager and plan.timeout is None:
         run.limit = workers * 4
     run.cancel = cancel
     collector = Collector(plan.progress, items, ordered=ordered)

@@ -30,6 +30,7 @@ from opero.concurrency.pool import (
     kill_process_pool,
     process_pool,
     run_chunk_in_worker,
+    run_chunk_with_deadline,
     thread_pool,
 )
 from opero.core import clock
@@ -67,8 +68,10 @@ class MapRun:
         self.size = size
         self.workers = workers
         self.process = plan.mode != "thread"
-        #: Dask mode: the cluster's executor (scheduling and lost workers are its job).
+        #: Dask mode: the cluster's executor (scheduling and lost workers are its job),
+        #: and the suspects' tasks, each sent with nothing else of the map in flight.
         self.executor: Any = None
+        self.lone: set[Future[Any]] = set()
         self.limit = workers if plan.timeout is not None else workers * 2
         self.in_flight: dict[Future[Any], Chunk] = {}
         self.submitted_at: dict[Future[Any], float] = {}
@@ -120,7 +123,7 @@ class MapRun:
                     break  # hand these out before reading further
             if self.suspects and not self.in_flight:
                 index, item = self.suspects.popleft()
-                self._submit(([index], [item]))
+                self._submit(([index], [item]), alone=True)
             while self.ready:
                 yield self.ready.popleft()
             if not self.in_flight:
@@ -178,7 +181,7 @@ class MapRun:
             self.ready.append((hit_indices, hit_values, []))
         return (miss_indices, miss_items)
 
-    def _submit(self, chunk: Chunk) -> None:
+    def _submit(self, chunk: Chunk, *, alone: bool = False) -> None:
         plan = self.plan
         if self.process:
             packed = self._pack_items(chunk)
@@ -187,9 +190,21 @@ class MapRun:
             chunk, data = packed
             spec: WorkerSpec = plan.spec
             if self.executor is not None:
-                future = self.executor.submit(
-                    run_chunk_in_worker, spec.key, spec.blob, data, self.extra
-                )
+                if plan.timeout is None:
+                    future = self.executor.submit(
+                        run_chunk_in_worker, spec.key, spec.blob, data, self.extra
+                    )
+                else:  # the deadline runs on the worker, from when the item starts there
+                    future = self.executor.submit(
+                        run_chunk_with_deadline,
+                        spec.key,
+                        spec.blob,
+                        data,
+                        self.extra,
+                        plan.timeout,
+                    )
+                if alone:  # a suspect, sent with nothing else of the map in flight
+                    self.lone.add(future)
                 self.in_flight[future] = chunk
                 self.submitted_at[future] = time.monotonic()
                 return
@@ -242,6 +257,8 @@ class MapRun:
 
     # -- collecting ----------------------------------------------------------------------
     def _collect(self, future: Future[Any]) -> None:
+        alone = future in self.lone
+        self.lone.discard(future)
         chunk = self.in_flight.pop(future, None)
         self.submitted_at.pop(future, None)
         pool = self.pool_of.pop(future, None)
@@ -258,12 +275,15 @@ class MapRun:
             return
         except Exception as exc:  # the pool itself failed (e.g. could not pickle the arguments)
             if self.executor is not None and _killed_worker(exc):
-                self._split_killer(chunk)
+                self._killed_on_cluster(chunk, alone=alone)
                 return
             problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
             self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
-        values, failed = pickle.loads(payload) if self.process else payload  # noqa: S301 - our worker's bytes
+        if self.executor is not None:
+            values, failed = payload  # unpickled where it was fetched (cluster._fetch)
+        else:
+            values, failed = pickle.loads(payload) if self.process else payload  # noqa: S301
         if self.process:
             if failed:
                 self.plan.pipeline.counters.add("failures", len(failed))
@@ -283,20 +303,19 @@ class MapRun:
                 cache.set(cache.hashable(key), value)
         self.plan.pipeline.counters.add("cache_misses", stored)
 
-    def _split_killer(self, chunk: Chunk) -> None:
-        """A chunk took down every worker the scheduler gave it: find the item that did.
+    def _killed_on_cluster(self, chunk: Chunk, *, alone: bool) -> None:
+        """A task took down every worker the scheduler gave it (``KilledWorker``).
 
-        Halves are resubmitted, uncharged, until the culprit is alone; a lone
-        item that still kills its worker fails with ``ConcurrencyError``.
+        Tasks share workers, so a task in company may have died for a neighbour:
+        its items are run again one at a time with nothing else of the map in
+        flight, and only an item that still kills its workers alone is charged.
         """
         indices, items = chunk
-        if len(indices) == 1:
+        if alone and len(indices) == 1:
             problem = "the item's task killed every Dask worker that ran it (KilledWorker)"
             self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
-        half = len(indices) // 2
-        self._submit((indices[:half], items[:half]))
-        self._submit((indices[half:], items[half:]))
+        self.suspects.extend(zip(indices, items, strict=True))
 
     def _worker_died(self, chunk: Chunk, *, alone: bool) -> None:
         """A worker died: rebuild the pool; retry what it may have held, one item at a time."""
@@ -319,8 +338,8 @@ class MapRun:
 
     def _expire(self) -> None:
         timeout = self.plan.timeout
-        if timeout is None:
-            return
+        if timeout is None or self.executor is not None:
+            return  # (Dask: the worker keeps the deadline, see run_chunk_with_deadline)
         now = time.monotonic()  # items really run: deadlines are real time, not opero's clock
         started = None if self.process else self.job.started
         expired = []

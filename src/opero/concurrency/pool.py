@@ -242,6 +242,39 @@ def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes
     return _pack(values, failed)
 
 
+def run_chunk_with_deadline(
+    key: str, blob: bytes, packed_items: bytes, extra: bytes, timeout: float
+) -> bytes:
+    """Run on a Dask worker: the chunk, given ``timeout`` seconds from when it starts here.
+
+    The submitting process cannot tell when a task leaves the scheduler's queue,
+    so the deadline is kept where the item runs.  A thread cannot be stopped:
+    a late item goes on in a daemon thread whose result is dropped, and the
+    worker's own thread is freed for the items queued behind it.
+    """
+    outcome: list[bytes] = []
+    problem: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(run_chunk_in_worker(key, blob, packed_items, extra))
+        except BaseException as exc:  # handed to the worker's thread below
+            problem.append(exc)
+
+    runner = threading.Thread(target=run, name="opero-deadline", daemon=True)
+    runner.start()
+    runner.join(timeout)
+    if problem:
+        raise problem[0]
+    if outcome:
+        return outcome[0]
+    import pickle  # noqa: PLC0415
+
+    count = len(pickle.loads(packed_items))  # noqa: S301 - our own bytes, from the parent
+    late = [TimeoutError(f"item did not finish within {timeout} s") for _ in range(count)]
+    return _pack(late, list(range(count)))
+
+
 def _run_sync_chunk(
     call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[list[Any], list[int]]:

@@ -60,10 +60,12 @@ def opmap(
             (an event loop in each worker process) or ``"dask"`` (batches of items on a
             ``dask.distributed`` cluster; sync or ``async def``).
         workers: Threads, processes or concurrent tasks (>= 1; default 4). With
-            ``mode="dask"``: how many batches run at once (default: the cluster's threads).
+            ``mode="dask"``: at most this many batches at a time on the cluster (default:
+            about two per cluster thread, read when the map starts).
         ordered: Results in input order (True) or completion order.
         progress: Show a tqdm progress bar on stderr.
-        timeout: Seconds an item may run; a late one gets ``TimeoutError`` in its slot.
+        timeout: Seconds an item may run (from when it starts); a late one gets
+            ``TimeoutError`` in its slot.
         chunk_size: Items per dispatch; ``None`` picks a size from the input length.
         should_process: Checked before each item starts; once false, the rest come back as
             ``CancelledItemError``.

@@ -1,0 +1,107 @@
+"""Fixtures for the ``mode="dask"`` tests: a real local Dask cluster, redis, idle workers.
+
+One ``LocalCluster`` (2 worker processes, 1 thread each) serves the whole
+session; tests that kill workers get a cluster of their own.  The session
+client is *not* the default client: a test that wants ``client=None`` to find
+it makes it current for itself, so the no-client behaviour can be tested and
+nothing else in the session sees a default Dask client.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dask_helpers import REDIS_HOST, REDIS_PORT, wait_idle
+
+CLUSTER_OPTIONS: dict[str, Any] = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "dashboard_address": None,
+    # No dashboard, but the scheduler still serves /health and /metrics over HTTP, by
+    # default on port 8787: a second cluster (the tests that kill workers) would find it
+    # taken and warn.  Any free port instead.
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
+
+
+def start_cluster() -> tuple[Any, Any]:
+    """A fresh 2-worker LocalCluster and a (non-default) Client on it."""
+    from distributed import Client, LocalCluster  # noqa: PLC0415
+
+    cluster = LocalCluster(**CLUSTER_OPTIONS)
+    client = Client(cluster, set_as_default=False)
+    return cluster, client
+
+
+def stop_cluster(cluster: Any, client: Any) -> None:
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_and_client() -> Iterator[tuple[Any, Any]]:
+    pytest.importorskip("distributed")
+    cluster, client = start_cluster()
+    yield cluster, client
+    stop_cluster(cluster, client)
+
+
+@pytest.fixture
+def dask_cluster(dask_cluster_and_client: tuple[Any, Any]) -> Any:
+    return dask_cluster_and_client[0]
+
+
+@pytest.fixture
+def dask_client(dask_cluster_and_client: tuple[Any, Any]) -> Any:
+    """The session's client, with both workers up and no thread busy with an earlier test."""
+    client = dask_cluster_and_client[1]
+    client.wait_for_workers(2, timeout=30)
+    wait_idle(client)
+    return client
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[tuple[Any, Any]]:
+    """A cluster of this test's own, for tests that kill workers."""
+    pytest.importorskip("distributed")
+    cluster, client = start_cluster()
+    client.wait_for_workers(2, timeout=30)
+    yield cluster, client
+    stop_cluster(cluster, client)
+
+
+# -- redis ---------------------------------------------------------------------------------
+def _redis_answers() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """A cache namespace no other test uses, in redis db 9; its keys are deleted afterwards."""
+    if not _redis_answers():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but no redis-server answers on {REDIS_HOST}:{REDIS_PORT}")
+        pytest.skip(f"no redis-server on {REDIS_HOST}:{REDIS_PORT} (start one to run this test)")
+    import redis  # noqa: PLC0415
+    from dask_helpers import REDIS_DB  # noqa: PLC0415
+
+    namespace = f"dask{uuid.uuid4().hex}"
+    yield namespace
+    admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=2.0)
+    try:
+        keys = list(admin.scan_iter(match=f"opero:*{namespace}*", count=1000))
+        if keys:
+            admin.delete(*keys)
+    finally:
+        admin.close()
