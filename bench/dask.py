@@ -26,13 +26,14 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 # This file is named dask.py: with its directory first on sys.path (as `python bench/dask.py`
 # puts it), `import dask` inside distributed would import this file.  Drop the directory.
 _HERE = Path(__file__).resolve().parent
+from measure import Checks, calibrate, interleaved, paired, table, timed  # noqa: E402 - before the drop
+
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 ITEMS = 20_000
@@ -56,53 +57,6 @@ def burn(n: int) -> int:
     for i in range(n):
         total += i * i % 7
     return total
-
-
-# -- measuring (as in bench/opmap.py) ----------------------------------------------------------
-def timed(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
-def interleaved(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
-    """Seconds per run of each contender, ``repeat`` rounds, the order rotating each round."""
-    names = list(contenders)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeat):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(timed(contenders[name]))
-    return times
-
-
-def paired(times: dict[str, list[float]], slow: str, fast: str) -> float:
-    """Median over rounds of ``slow / fast`` measured in the same round."""
-    return statistics.median(s / f for s, f in zip(times[slow], times[fast], strict=True))
-
-
-def calibrate(seconds: float) -> int:
-    """Iterations of ``burn`` that take about ``seconds`` here."""
-    n = 100_000
-    while (took := timed(functools.partial(burn, n))) < 0.02:
-        n *= 2
-    for _ in range(3):
-        n = int(n * seconds / took)
-        took = statistics.median(timed(functools.partial(burn, n)) for _ in range(5))
-    return n
-
-
-def table(title: str, times: dict[str, list[float]], items: int) -> dict[str, list[float]]:
-    """Print one table (median, spread, items/s) and return the times of every round."""
-    print(f"\n{title}")
-    print(f"  {'':44s} {'median':>9s} {'min':>9s} {'max':>9s} {'items/s':>11s}")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(
-            f"  {name:44s} {med * 1e3:7.1f}ms {min(values) * 1e3:7.1f}ms "
-            f"{max(values) * 1e3:7.1f}ms {items / med:11,.0f}"
-        )
-    return times
 
 
 # -- the two benchmarks --------------------------------------------------------------------------
@@ -173,12 +127,7 @@ def main() -> int:
 
     from opero import opmap  # noqa: PLC0415
 
-    ok = True
-
-    def check(label: str, passed: bool) -> None:
-        nonlocal ok
-        ok &= passed
-        print(f"  [{'PASS' if passed else 'FAIL'}] {label}")
+    check = Checks()
 
     load = os.getloadavg()[0]
     print(
@@ -188,7 +137,7 @@ def main() -> int:
     if load > 0.5:
         print("  note: the machine is busy; the multi-process figures will be noisy")
     # Calibrated before the cluster starts: its processes would slow the loop down.
-    n = calibrate(CPU_SECONDS)
+    n = calibrate(burn, CPU_SECONDS)
     cluster = LocalCluster(
         n_workers=WORKERS,
         threads_per_worker=1,
@@ -221,8 +170,8 @@ def main() -> int:
         client.close()
         cluster.close()
 
-    print("\nall targets met" if ok else "\nsome targets missed")
-    return 0 if ok else 1
+    print("\nall targets met" if check.ok else "\nsome targets missed")
+    return 0 if check.ok else 1
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from measure import Checks, calibrate, interleaved, paired, table, timed
 
 ITEMS = 20_000
 WORKERS = 2
@@ -60,60 +61,6 @@ def burn(n: int) -> int:
 async def nap(x: int) -> int:
     await asyncio.sleep(ASYNC_SLEEP)
     return x
-
-
-# -- measuring ---------------------------------------------------------------------------
-def timed(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
-def interleaved(
-    contenders: dict[str, Callable[[], Any]], repeat: int = REPEAT
-) -> dict[str, list[float]]:
-    """Seconds per run of each contender, ``repeat`` rounds, the order rotating each round."""
-    names = list(contenders)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeat):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(timed(contenders[name]))
-    return times
-
-
-def paired(times: dict[str, list[float]], slow: str, fast: str) -> float:
-    """Median over rounds of ``slow / fast`` measured in the same round.
-
-    On a shared VM the speed of a core drifts by tens of percent over seconds;
-    a ratio of two runs made back to back cancels that drift, where a ratio of
-    two medians taken over the whole benchmark does not.
-    """
-    return statistics.median(s / f for s, f in zip(times[slow], times[fast], strict=True))
-
-
-def calibrate(seconds: float) -> int:
-    """Iterations of ``burn`` that take about ``seconds`` here."""
-    n = 100_000
-    while (took := timed(functools.partial(burn, n))) < 0.02:
-        n *= 2
-    for _ in range(3):  # refine on the median of a few runs
-        n = int(n * seconds / took)
-        took = statistics.median(timed(functools.partial(burn, n)) for _ in range(5))
-    return n
-
-
-def table(title: str, times: dict[str, list[float]], items: int) -> dict[str, list[float]]:
-    """Print one table (median, spread, items/s) and return the times of every round."""
-    print(f"\n{title}")
-    print(f"  {'':44s} {'median':>9s} {'min':>9s} {'max':>9s} {'items/s':>11s}")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(
-            f"  {name:44s} {med * 1e3:7.1f}ms {min(values) * 1e3:7.1f}ms "
-            f"{max(values) * 1e3:7.1f}ms {items / med:11,.0f}"
-        )
-    return times
 
 
 # -- the five benchmarks -----------------------------------------------------------------
@@ -162,7 +109,7 @@ def process_bench(items: list[int], opmap: Any) -> dict[str, list[float]]:
 
 
 def cpu_bench(opmap: Any) -> dict[str, list[float]]:
-    n = calibrate(CPU_SECONDS)
+    n = calibrate(burn, CPU_SECONDS)
     one = statistics.median(timed(functools.partial(burn, n)) for _ in range(5))
     work = [n] * CPU_ITEMS
     mapped = opmap(mode="process", workers=WORKERS, progress=False)(burn)
@@ -237,12 +184,7 @@ def progress_bench(items: list[int], opmap: Any) -> dict[str, list[float]]:
 def main() -> int:
     from opero import opmap  # noqa: PLC0415 - after the start method is set
 
-    ok = True
-
-    def check(label: str, passed: bool) -> None:
-        nonlocal ok
-        ok &= passed
-        print(f"  [{'PASS' if passed else 'FAIL'}] {label}")
+    check = Checks()
 
     load = os.getloadavg()[0]
     print(
@@ -279,8 +221,8 @@ def main() -> int:
     cost = paired(g, "opmap(progress=True), bar to devnull", "opmap(progress=False)") - 1
     check(f"progress bar costs {cost:+.1%} (target <= +10%)", cost <= 0.10)
 
-    print("\nall targets met" if ok else "\nsome targets missed")
-    return 0 if ok else 1
+    print("\nall targets met" if check.ok else "\nsome targets missed")
+    return 0 if check.ok else 1
 
 
 if __name__ == "__main__":
