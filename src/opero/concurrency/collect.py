@@ -40,10 +40,10 @@ class Collector:
         """
         indices, values, failed = batch
         if self.bar is not None:
-            self.bar.update(len(values))
-            if failed:
+            if failed:  # before the update, so the line it draws has the new count
                 self.failures += len(failed)
                 self.bar.set_postfix(failed=self.failures, refresh=False)
+            self.bar.update(len(values))
         if not self.ordered:
             return values
         if len(indices) == indices[-1] - indices[0] + 1:  # contiguous: one run
