@@ -31,8 +31,11 @@ from typing import Any
 
 # This file is named dask.py: with its directory first on sys.path (as `python bench/dask.py`
 # puts it), `import dask` inside distributed would import this file.  Drop the directory.
+# Worker processes re-import this file with the parent's sys.path, where the directory is
+# already gone: put it back just for `measure`, then drop it again.
 _HERE = Path(__file__).resolve().parent
-from measure import Checks, calibrate, interleaved, paired, table, timed  # noqa: E402 - before the drop
+sys.path.insert(0, str(_HERE))
+from measure import Checks, calibrate, interleaved, paired, table, timed  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
