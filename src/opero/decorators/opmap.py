@@ -61,7 +61,7 @@ def opmap(
             ``dask.distributed`` cluster; sync or ``async def``).
         workers: Threads, processes or concurrent tasks (>= 1; default 4). With
             ``mode="dask"``: at most this many batches at a time on the cluster (default:
-            about two per cluster thread, read when the map starts).
+            a few per cluster thread, read when the map starts).
         ordered: Results in input order (True) or completion order.
         progress: Show a tqdm progress bar on stderr.
         timeout: Seconds an item may run (from when it starts); a late one gets
