@@ -195,3 +195,8 @@ def bounded_count(limit: int, pulled: list[int]) -> Iterator[int]:
 def plain(value: Any) -> Any:
     """An exception by its type name (for readable assertion messages), else the value."""
     return type(value).__name__ if isinstance(value, BaseException) else value
+
+
+async def anap(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds

@@ -605,3 +605,40 @@ def test_a_timed_out_item_frees_its_worker_thread(dask_client: Any) -> None:
     assert h.busy_threads(dask_client) == (0, 1)
     wait_idle(dask_client)
     assert h.busy_threads(dask_client) == (0, 0)
+
+
+# -- leaving early and cancelling ----------------------------------------------------------------
+def released_within(client: Any, seconds: float) -> bool:
+    """Whether ``client`` holds no task any more within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while client.futures and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not client.futures
+
+
+def test_leaving_an_imap_early_cancels_its_tasks(dask_cluster: Any) -> None:
+    """Items 2.. take 1.5 s: only a cancel (not their end) can release them within 0.5 s."""
+    from distributed import Client  # noqa: PLC0415
+
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as own:
+        mapped = dask_map(own, chunk_size=1)(h.nap)
+        results = mapped.imap([0.0, 0.0] + [1.5] * 10)
+        assert [next(results), next(results)] == [0.0, 0.0]
+        results.close()
+        assert released_within(own, 0.5), f"tasks stayed on the cluster: {sorted(own.futures)}"
+
+
+def test_cancelling_an_async_map_cancels_its_tasks(dask_cluster: Any) -> None:
+    from distributed import Client  # noqa: PLC0415
+
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as own:
+        mapped = dask_map(own, chunk_size=1)(h.anap)
+
+        async def run() -> None:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(mapped([0.0, 0.0] + [1.5] * 10), timeout=0.5)
+
+        began = time.monotonic()
+        asyncio.run(run())
+        assert time.monotonic() - began < 1.5
+        assert released_within(own, 0.5), f"tasks stayed on the cluster: {sorted(own.futures)}"
