@@ -642,3 +642,12 @@ def test_cancelling_an_async_map_cancels_its_tasks(dask_cluster: Any) -> None:
         asyncio.run(run())
         assert time.monotonic() - began < 1.5
         assert released_within(own, 0.5), f"tasks stayed on the cluster: {sorted(own.futures)}"
+
+
+def test_duplicates_in_one_map_run_once(dask_client: Any, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    mapped = dask_map(dask_client, chunk_size=1, cache=True)(h.logged_square)
+    items = [1, 2, 1, 3, 2, 1]
+    assert mapped(items, str(runs)) == [x * x for x in items]
+    assert sorted(h.items_run(runs)) == [1, 2, 3]
+    assert mapped.statistics().cache_hits == 3

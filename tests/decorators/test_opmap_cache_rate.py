@@ -13,8 +13,10 @@ import pytest
 from opmap_helpers import (
     MODES,
     PROCESS_MODES,
+    afail_on_three,
     alogged_square,
     astarted_at,
+    fail_on_three,
     lines,
     logged_square,
     pick,
@@ -23,7 +25,7 @@ from opmap_helpers import (
     started_at,
 )
 
-from opero import opmap
+from opero import AllFailedError, opmap
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -47,6 +49,47 @@ def test_second_map_is_served_from_the_cache(mode: str, tmp_path: Path) -> None:
     assert stats.cache_hits == 3
     assert stats.cache_misses == 3
     assert len(hits) == 3  # the callback fires where the cache is: in this process
+
+
+@pytest.mark.parametrize("chunk_size", [1, None])
+@pytest.mark.parametrize("mode", MODES)
+def test_duplicates_in_one_map_run_once(mode: str, chunk_size: int | None, tmp_path: Path) -> None:
+    """With a cache, an item repeated in one map is computed once, in every mode."""
+    runs = tmp_path / "runs.txt"
+    mapped = opmap(
+        mode=mode,
+        workers=2,
+        chunk_size=chunk_size,
+        progress=False,
+        cache=True,
+        cache_namespace=f"dup-{tmp_path.name}",
+    )(pick(mode, logged_square, alogged_square))
+    items = [1, 2, 1, 3, 2, 1, 3, 3]
+    assert run(mapped, items, str(runs)) == [x * x for x in items]
+    ran = sorted(int(line.split()[1]) for line in lines(runs))
+    assert ran == [1, 2, 3]
+    assert mapped.statistics().cache_hits == 5
+
+
+@pytest.mark.parametrize("mode", sorted(PROCESS_MODES))
+def test_duplicates_share_their_leaders_error(mode: str, tmp_path: Path) -> None:
+    """Like @opero's single-flight: waiting duplicates get the computation's exception too."""
+    runs = tmp_path / "runs.txt"
+    mapped = opmap(
+        mode=mode,
+        workers=2,
+        chunk_size=1,
+        retries=1,
+        min_delay=0.001,
+        progress=False,
+        cache=True,
+        retry_on=ConnectionError,
+    )(pick(mode, fail_on_three, afail_on_three))
+    results = run(mapped, [3, 1, 3, 3], str(runs))
+    assert results[1] == 1
+    failures = [results[0], results[2], results[3]]
+    assert all(isinstance(r, AllFailedError) for r in failures), failures
+    assert sorted(int(line) for line in lines(runs)) == [1, 3, 3]  # 3: two attempts, once
 
 
 @pytest.mark.parametrize("mode", sorted(PROCESS_MODES))

@@ -81,6 +81,11 @@ class MapRun:
         self.held_when_broken: dict[int, int] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
+        #: Process modes with a cache: an item whose key is already being computed in
+        #: this map waits for that item (its leader) instead of running again.
+        self.leader_of: dict[Any, int] = {}
+        self.key_of: dict[int, Any] = {}
+        self.followers: dict[int, list[int]] = {}
         self.ready: deque[Batch] = deque()
         self.cancelled = False
         self.backlog: Callable[[], int] = lambda: 0
@@ -124,8 +129,7 @@ class MapRun:
             if self.suspects and not self.in_flight:
                 index, item = self.suspects.popleft()
                 self._submit(([index], [item]), alone=True)
-            while self.ready:
-                yield self.ready.popleft()
+            yield from self._drain()
             if not self.in_flight:
                 if exhausted and not self.suspects:
                     return
@@ -138,8 +142,36 @@ class MapRun:
             for future in done:
                 self._collect(future)
             self._expire()
-            while self.ready:  # hand results out before reading further input
-                yield self.ready.popleft()
+            yield from self._drain()  # hand results out before reading further input
+
+    def _drain(self) -> Iterator[Batch]:
+        while self.ready:
+            batch = self.ready.popleft()
+            yield batch
+            if self.key_of:
+                yield from self._shared(batch)
+
+    def _shared(self, batch: Batch) -> Iterator[Batch]:
+        """What the items waiting for this batch's items get: the same value or error.
+
+        As with ``@opero``'s single-flight cache, duplicates of one computation
+        share its outcome, an exception included (exceptions are never cached).
+        """
+        indices, values, failed = batch
+        bad = set(failed)
+        for position, index in enumerate(indices):
+            key = self.key_of.pop(index, MISSING)
+            if key is MISSING:
+                continue
+            del self.leader_of[key]
+            waiting = self.followers.pop(index, None)
+            if waiting:
+                self.plan.pipeline.counters.add("cache_hits", len(waiting))
+                if self.plan.on_cache_hit is not None:
+                    for _ in waiting:
+                        self.plan.on_cache_hit.fire()
+                shared = list(range(len(waiting))) if position in bad else []
+                yield (waiting, [values[position]] * len(waiting), shared)
 
     def _feed(self, chunk: Chunk) -> None:
         plan = self.plan
@@ -169,6 +201,14 @@ class MapRun:
             key = cache.key((item, *self.args), self.kwargs)
             value = MISSING if key is MISSING else cache.get(key)
             if value is MISSING:
+                flight = MISSING if key is MISSING else cache.hashable(key)
+                if flight is not MISSING:
+                    leader = self.leader_of.get(flight)
+                    if leader is not None:  # already being computed in this map
+                        self.followers.setdefault(leader, []).append(index)
+                        continue
+                    self.leader_of[flight] = index
+                    self.key_of[index] = flight
                 miss_indices.append(index)
                 miss_items.append(item)
             else:
