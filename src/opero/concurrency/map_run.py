@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
+from opero.concurrency.parent_cache import ParentCache
 from opero.concurrency.pool import (
     NOT_STARTED,
     Batch,
@@ -34,7 +35,6 @@ from opero.concurrency.pool import (
     thread_pool,
 )
 from opero.core import clock
-from opero.core.backends.memory import MISSING
 from opero.exceptions import CancelledItemError, ConcurrencyError
 
 if TYPE_CHECKING:
@@ -81,11 +81,10 @@ class MapRun:
         self.held_when_broken: dict[int, int] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
-        #: Process modes with a cache: an item whose key is already being computed in
-        #: this map waits for that item (its leader) instead of running again.
-        self.leader_of: dict[Any, int] = {}
-        self.key_of: dict[int, Any] = {}
-        self.followers: dict[int, list[int]] = {}
+        #: Process and Dask modes with a cache: lookups, stores, duplicates' leaders.
+        self.cache = (
+            ParentCache(plan, args, kwargs) if self.process and plan.cache is not None else None
+        )
         self.ready: deque[Batch] = deque()
         self.cancelled = False
         self.backlog: Callable[[], int] = lambda: 0
@@ -148,30 +147,8 @@ class MapRun:
         while self.ready:
             batch = self.ready.popleft()
             yield batch
-            if self.key_of:
-                yield from self._shared(batch)
-
-    def _shared(self, batch: Batch) -> Iterator[Batch]:
-        """What the items waiting for this batch's items get: the same value or error.
-
-        As with ``@opero``'s single-flight cache, duplicates of one computation
-        share its outcome, an exception included (exceptions are never cached).
-        """
-        indices, values, failed = batch
-        bad = set(failed)
-        for position, index in enumerate(indices):
-            key = self.key_of.pop(index, MISSING)
-            if key is MISSING:
-                continue
-            del self.leader_of[key]
-            waiting = self.followers.pop(index, None)
-            if waiting:
-                self.plan.pipeline.counters.add("cache_hits", len(waiting))
-                if self.plan.on_cache_hit is not None:
-                    for _ in waiting:
-                        self.plan.on_cache_hit.fire()
-                shared = list(range(len(waiting))) if position in bad else []
-                yield (waiting, [values[position]] * len(waiting), shared)
+            if self.cache is not None:
+                yield from self.cache.shared(batch)
 
     def _feed(self, chunk: Chunk) -> None:
         plan = self.plan
@@ -182,8 +159,10 @@ class MapRun:
             # at a time, so an endless input stays lazy.
             self.ready.append(_failed_batch(chunk[0], lambda: CancelledItemError(NOT_STARTED)))
             return
-        if self.process and plan.cache is not None:
-            chunk = self._from_cache(chunk)
+        if self.cache is not None:
+            hits, chunk = self.cache.lookup(chunk)
+            if hits is not None:
+                self.ready.append(hits)
             if not chunk[0]:
                 return
         if self.process:  # counted here once; resubmissions after a death or timeout are not calls
@@ -193,33 +172,6 @@ class MapRun:
             if delay > 0:
                 clock.sleep(delay)
         self._submit(chunk)
-
-    def _from_cache(self, chunk: Chunk) -> Chunk:
-        cache, hit_indices, hit_values = self.plan.cache, [], []
-        miss_indices, miss_items = [], []
-        for index, item in zip(*chunk, strict=True):
-            key = cache.key((item, *self.args), self.kwargs)
-            value = MISSING if key is MISSING else cache.get(key)
-            if value is MISSING:
-                flight = MISSING if key is MISSING else cache.hashable(key)
-                if flight is not MISSING:
-                    leader = self.leader_of.get(flight)
-                    if leader is not None:  # already being computed in this map
-                        self.followers.setdefault(leader, []).append(index)
-                        continue
-                    self.leader_of[flight] = index
-                    self.key_of[index] = flight
-                miss_indices.append(index)
-                miss_items.append(item)
-            else:
-                hit_indices.append(index)
-                hit_values.append(value)
-                if self.plan.on_cache_hit is not None:
-                    self.plan.on_cache_hit.fire()
-        if hit_indices:
-            self.plan.pipeline.counters.add("cache_hits", len(hit_indices))
-            self.ready.append((hit_indices, hit_values, []))
-        return (miss_indices, miss_items)
 
     def _submit(self, chunk: Chunk, *, alone: bool = False) -> None:
         plan = self.plan
@@ -327,21 +279,9 @@ class MapRun:
         if self.process:
             if failed:
                 self.plan.pipeline.counters.add("failures", len(failed))
-            if self.plan.cache is not None:
-                self._store(items, values, failed)
+            if self.cache is not None:
+                self.cache.store(items, values, failed)
         self.ready.append((indices, values, failed))
-
-    def _store(self, items: list[Any], values: list[Any], failed: list[int]) -> None:
-        cache, bad = self.plan.cache, set(failed)
-        stored = 0
-        for position, (item, value) in enumerate(zip(items, values, strict=True)):
-            if position in bad:
-                continue
-            key = cache.key((item, *self.args), self.kwargs)
-            if key is not MISSING:
-                stored += 1
-                cache.set(cache.hashable(key), value)
-        self.plan.pipeline.counters.add("cache_misses", stored)
 
     def _killed_on_cluster(self, chunk: Chunk, *, alone: bool) -> None:
         """A task took down every worker the scheduler gave it (``KilledWorker``).
