@@ -96,12 +96,21 @@ def test_accepted_settings_do_not_start_anything() -> None:
     assert pool._process_pools == before
 
 
-def test_dask_mode_without_distributed_names_the_extra() -> None:
-    """In a child interpreter where ``distributed`` cannot be imported (as if not installed)."""
+def run_child(script: str) -> str:
+    """Run ``script`` in a fresh interpreter; its standard output."""
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    script = (
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert child.returncode == 0, child.stderr
+    return child.stdout
+
+
+def test_dask_mode_without_distributed_names_the_extra() -> None:
+    """In a child interpreter where ``distributed`` cannot be imported (as if not installed)."""
+    out = run_child(
         "import sys\n"
         "sys.modules['distributed'] = None  # what Python does for a module that is absent\n"
         "from opero import ConfigurationError, opmap\n"
@@ -110,26 +119,15 @@ def test_dask_mode_without_distributed_names_the_extra() -> None:
         "except ConfigurationError as error:\n"
         "    print(error)\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
-    )
-    assert child.returncode == 0, child.stderr
-    assert "pip install 'opero[dask]'" in child.stdout
+    assert "pip install 'opero[dask]'" in out
 
 
 def test_dask_mode_decorates_without_importing_distributed() -> None:
     """Importing distributed takes about a second: a decorated module must not pay it."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    script = (
+    out = run_child(
         "import sys\n"
         "from opero import opmap\n"
         "opmap(mode='dask')(abs)\n"
         "print('distributed' in sys.modules)\n"
     )
-    child = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
-    )
-    assert child.returncode == 0, child.stderr
-    assert child.stdout.strip() == "False"
+    assert out.strip() == "False"
