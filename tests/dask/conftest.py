@@ -76,6 +76,25 @@ def private_cluster() -> Iterator[tuple[Any, Any]]:
     stop_cluster(cluster, client)
 
 
+@pytest.fixture
+def one_death_cluster() -> Iterator[tuple[Any, Any]]:
+    """A cluster of this test's own whose scheduler gives up on a task after one death.
+
+    For an item that kills every worker it lands on: each extra death is a chance
+    for distributed's nanny to miss a restart (a worker that dies while its nanny is
+    still starting it is not restarted), and a cluster that has lost every worker
+    holds its queued tasks for ever.  One death per task keeps the test about opero.
+    """
+    pytest.importorskip("distributed")
+    import dask  # noqa: PLC0415
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster, client = start_cluster()
+    client.wait_for_workers(2, timeout=30)
+    yield cluster, client
+    stop_cluster(cluster, client)
+
+
 # -- redis ---------------------------------------------------------------------------------
 def _redis_answers() -> bool:
     try:

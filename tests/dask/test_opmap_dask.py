@@ -357,9 +357,9 @@ def test_a_worker_killed_mid_map_loses_no_item(
 
 
 def test_an_item_that_always_kills_its_worker_is_a_concurrency_error(
-    private_cluster: tuple[Any, Any],
+    one_death_cluster: tuple[Any, Any],
 ) -> None:
-    _, client = private_cluster
+    _, client = one_death_cluster
     mapped = dask_map(client, chunk_size=4)(h.die_on_three)
     began = time.monotonic()
     results = Background(lambda: mapped(range(8))).result(within=30)
