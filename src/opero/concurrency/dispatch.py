@@ -108,6 +108,8 @@ def iterate(
     run.executor = executor
     if executor is not None and plan.workers:
         run.limit = plan.workers  # the cluster queues what it is given: send only what may run
+    elif run.process and plan.should_process is not None:
+        run.limit = workers  # asked before each item is sent: send no more than can start
     elif eager and plan.timeout is None:
         run.limit = workers * 4
     run.cancel = cancel
