@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from worker_helpers import descendants, is_alive, run_script, wait_until_gone, write_script
+from worker_helpers import descendants, run_script, write_script
 
 from opero import opmap
+from process_checks import is_alive, wait_until_gone
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 #: Every start method this platform offers, fork last (it is the least safe in a threaded parent).
@@ -46,32 +45,6 @@ def die_on(x: int, how: str = "exit", marker: str | None = None) -> int:
 
 async def adie_on(x: int, how: str = "exit", marker: str | None = None) -> int:
     return die_on(x, how, marker)
-
-
-def is_alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not reaped yet) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until_gone(pids: Iterable[int], within: float = 2.0) -> set[int]:
-    """The pids still alive after waiting up to ``within`` seconds."""
-    deadline = time.monotonic() + within
-    alive = set(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {pid for pid in alive if is_alive(pid)}
-        if alive:
-            time.sleep(0.05)
-    return alive
 
 
 def descendants(root: int) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,6 +42,23 @@ def drain(iterator: Any) -> list[Any]:
 
         return asyncio.run(collect())
     return list(iterator)
+
+
+def take(iterator: Any, count: int) -> list[Any]:
+    """The first ``count`` values of a sync or async iterator; an async one is then closed."""
+    if hasattr(iterator, "__aiter__"):
+
+        async def first() -> list[Any]:
+            taken: list[Any] = []
+            async for value in iterator:
+                taken.append(value)
+                if len(taken) == count:
+                    break
+            await iterator.aclose()
+            return taken
+
+        return asyncio.run(first())
+    return list(itertools.islice(iterator, count))
 
 
 def record(path: str | os.PathLike[str], text: object) -> int:
@@ -198,34 +216,6 @@ def bounded_count(limit: int, pulled: list[int]) -> Iterable[int]:
         pulled[0] += 1
         yield index
         index += 1
-
-
-def wait_until_gone(pids: Iterable[int], within: float = 2.0) -> set[int]:
-    """The pids still alive (not zombies) after waiting up to ``within`` seconds."""
-    import time  # noqa: PLC0415
-
-    deadline = time.monotonic() + within
-    alive = set(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {pid for pid in alive if is_alive(pid)}
-        if alive:
-            time.sleep(0.05)
-    return alive
-
-
-def is_alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not reaped yet) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def slow_zero(x: int) -> int:

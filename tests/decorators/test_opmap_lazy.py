@@ -18,6 +18,7 @@ from opmap_helpers import (
     pick,
     slow_zero,
     square,
+    take,
 )
 
 from opero import opmap
@@ -25,22 +26,6 @@ from opero import opmap
 TAKE = 1000
 #: How far ahead of the consumer the map may read: a few chunks per worker, never the input.
 AHEAD = 2000
-
-
-async def _take_async(iterator: Any, count: int) -> list[Any]:
-    taken: list[Any] = []
-    async for value in iterator:
-        taken.append(value)
-        if len(taken) == count:
-            break
-    await iterator.aclose()
-    return taken
-
-
-def _take(iterator: Any, count: int) -> list[Any]:
-    if hasattr(iterator, "__aiter__"):
-        return asyncio.run(_take_async(iterator, count))
-    return list(itertools.islice(iterator, count))
 
 
 @pytest.mark.timeout(30)
@@ -54,7 +39,7 @@ def test_endless_input_is_consumed_lazily(mode: str, method: str) -> None:
     source = bounded_count(50_000, pulled)
 
     began = time.monotonic()
-    taken = _take(getattr(mapped, method)(source), TAKE)
+    taken = take(getattr(mapped, method)(source), TAKE)
     elapsed = time.monotonic() - began
 
     assert len(taken) == TAKE
@@ -73,14 +58,14 @@ def test_ordered_imap_stays_bounded_behind_a_slow_item(mode: str) -> None:
     # stop reading ahead after a bounded number of items instead of buffering results.
     pulled = [0]
     mapped = opmap(mode=mode, workers=2, progress=False)(pick(mode, slow_zero, aslow_zero))
-    taken = _take(mapped.imap(bounded_count(20_000, pulled)), 10)
+    taken = take(mapped.imap(bounded_count(20_000, pulled)), 10)
     assert taken == list(range(10))
     assert pulled[0] < 3000, f"read {pulled[0]} items to yield 10"
 
 
 def test_ordered_imap_of_a_long_input_matches_the_input() -> None:
     mapped = opmap(mode="thread", workers=2, progress=False)(square)
-    assert _take(mapped.imap(range(5000)), 5000) == [x * x for x in range(5000)]
+    assert take(mapped.imap(range(5000)), 5000) == [x * x for x in range(5000)]
 
 
 def test_thread_imap_stops_working_once_the_consumer_leaves() -> None:

@@ -6,15 +6,12 @@ Nothing is dropped (CONTRACT 18-19): the result always has one entry per item.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opmap_helpers import (
-    ASYNC_MODES,
     MODES,
     PROCESS_MODES,
     alogged_square,
@@ -25,6 +22,7 @@ from opmap_helpers import (
     nap,
     pick,
     run,
+    take,
 )
 
 from opero import CancelledItemError, opmap
@@ -128,16 +126,6 @@ def test_cancelled_items_are_reported_unordered_too(mode: str, tmp_path: Path) -
     assert all(isinstance(r, CancelledItemError) for r in results)
 
 
-async def _first_async(iterator: Any, count: int) -> list[Any]:
-    taken: list[Any] = []
-    async for value in iterator:
-        taken.append(value)
-        if len(taken) == count:
-            break
-    await iterator.aclose()
-    return taken
-
-
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("mode", MODES)
 def test_imap_of_an_endless_source_stays_lazy_after_stop(mode: str) -> None:
@@ -146,10 +134,7 @@ def test_imap_of_an_endless_source_stays_lazy_after_stop(mode: str) -> None:
         pick(mode, logged_square, alogged_square)
     )
     iterator = mapped.imap(bounded_count(50_000, pulled), "/dev/null")
-    if mode in ASYNC_MODES:
-        first = asyncio.run(_first_async(iterator, 5))
-    else:
-        first = list(itertools.islice(iterator, 5))
+    first = take(iterator, 5)
     assert len(first) == 5
     assert all(isinstance(r, CancelledItemError) for r in first)
     assert pulled[0] < 5_000

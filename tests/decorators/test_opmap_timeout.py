@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from opmap_helpers import anap, lines, nap, run, wait_until_gone
+from opmap_helpers import anap, lines, nap, run
 
 from opero import opmap
+from process_checks import wait_until_gone
 
 
 def test_thread_mode_late_item_times_out_and_others_finish() -> None:
