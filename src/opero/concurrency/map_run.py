@@ -182,19 +182,12 @@ class MapRun:
             chunk, data = packed
             spec: WorkerSpec = plan.spec
             if self.executor is not None:
-                if plan.timeout is None:
-                    future = self.executor.submit(
-                        run_chunk_in_worker, spec.key, spec.blob, data, self.extra
-                    )
-                else:  # the deadline runs on the worker, from when the item starts there
-                    future = self.executor.submit(
-                        run_chunk_with_deadline,
-                        spec.key,
-                        spec.blob,
-                        data,
-                        self.extra,
-                        plan.timeout,
-                    )
+                task = (spec.key, spec.blob, data, self.extra)
+                future = (
+                    self.executor.submit(run_chunk_in_worker, *task)
+                    if plan.timeout is None  # else the worker keeps the deadline, from the start
+                    else self.executor.submit(run_chunk_with_deadline, *task, plan.timeout)
+                )
                 if alone:  # a suspect, sent with nothing else of the map in flight
                     self.lone.add(future)
                 self.in_flight[future] = chunk
@@ -312,7 +305,7 @@ class MapRun:
                 self.suspects.append((index, item))
 
     def _wait_time(self) -> float | None:
-        if self.plan.timeout is not None:
+        if self.plan.timeout is not None and self.executor is None:  # (Dask: worker deadlines)
             return 0.05
         return None if self.cancel is None else 0.1
 
@@ -334,10 +327,7 @@ class MapRun:
             indices, _ = self.in_flight.pop(future)
             self.submitted_at.pop(future, None)
             self.ready.append(_failed_batch(indices, lambda: TimeoutError(message)))
-        if self.executor is not None:
-            for future in expired:
-                future.cancel()  # the cluster drops the task if it has not started
-        elif self.process:
+        if self.process:
             # The stuck worker cannot be stopped alone: replace the pool, resubmit the rest.
             others = list(self.in_flight.values())
             self.in_flight.clear()
