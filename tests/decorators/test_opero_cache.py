@@ -1,4 +1,4 @@
-"""@opero(cache=True): hits, keys, TTL, namespaces, failures, single-flight."""
+"""@opero(cache=True) on both shells: hits, keys, TTL, namespaces, failures, single-flight."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 import logging
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
+from shells import Gate, Shell
 
 from opero import AllFailedError, ConfigurationError, clear_cache, opero
 from opero.testing import FakeClock
@@ -26,54 +26,58 @@ class Counter:
         return self.func(*args, **kwargs)
 
 
-def test_second_call_is_a_hit(clock: FakeClock) -> None:
+def test_second_call_is_a_hit(clock: FakeClock, shell: Shell) -> None:
     calls = 0
 
     @opero(cache=True)
+    @shell.fn
     def square(x: int) -> int:
         nonlocal calls
         calls += 1
         return x * x
 
-    assert square(4) == 16
-    assert square(4) == 16
-    assert square(5) == 25
+    assert shell.call(square, 4) == 16
+    assert shell.call(square, 4) == 16
+    assert shell.call(square, 5) == 25
     assert calls == 2
     stats = square.statistics()
     assert (stats.calls, stats.cache_hits, stats.cache_misses, stats.attempts) == (3, 1, 2, 2)
 
 
-def test_cache_is_off_by_default(clock: FakeClock) -> None:
+def test_cache_is_off_by_default(clock: FakeClock, shell: Shell) -> None:
     calls = 0
 
     @opero()
+    @shell.fn
     def f() -> int:
         nonlocal calls
         calls += 1
         return 1
 
-    f()
-    f()
+    shell.call(f)
+    shell.call(f)
     assert calls == 2
 
 
-def test_none_is_cached(clock: FakeClock) -> None:
+def test_none_is_cached(clock: FakeClock, shell: Shell) -> None:
     calls = 0
 
     @opero(cache=True)
+    @shell.fn
     def lookup(key: str) -> None:
         nonlocal calls
         calls += 1
 
-    assert lookup("a") is None
-    assert lookup("a") is None
+    assert shell.call(lookup, "a") is None
+    assert shell.call(lookup, "a") is None
     assert calls == 1
 
 
-def test_exceptions_are_never_cached(clock: FakeClock) -> None:
+def test_exceptions_are_never_cached(clock: FakeClock, shell: Shell) -> None:
     outcomes: list[Any] = [ConnectionError("down"), ConnectionError("down"), "fine"]
 
     @opero(cache=True, retries=0)
+    @shell.fn
     def fetch(x: int) -> str:
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
@@ -81,73 +85,81 @@ def test_exceptions_are_never_cached(clock: FakeClock) -> None:
         return str(outcome)
 
     with pytest.raises(AllFailedError):
-        fetch(1)
+        shell.call(fetch, 1)
     with pytest.raises(AllFailedError):
-        fetch(1)
-    assert fetch(1) == "fine"
-    assert fetch(1) == "fine"
+        shell.call(fetch, 1)
+    assert shell.call(fetch, 1) == "fine"
+    assert shell.call(fetch, 1) == "fine"
     assert outcomes == []
 
 
-def test_positional_keyword_and_default_forms_share_an_entry(clock: FakeClock) -> None:
+def test_positional_keyword_and_default_forms_share_an_entry(
+    clock: FakeClock, shell: Shell
+) -> None:
     counter = Counter(lambda a, b=2: a + b)
 
     @opero(cache=True)
+    @shell.fn
     def add(a: int, b: int = 2) -> int:
         return counter(a, b)
 
-    assert add(1) == 3
-    assert add(1, 2) == 3
-    assert add(a=1) == 3
-    assert add(1, b=2) == 3
-    assert add(b=2, a=1) == 3
+    assert shell.call(add, 1) == 3
+    assert shell.call(add, 1, 2) == 3
+    assert shell.call(add, a=1) == 3
+    assert shell.call(add, 1, b=2) == 3
+    assert shell.call(add, b=2, a=1) == 3
     assert counter.calls == 1
-    assert add(1, 3) == 4
+    assert shell.call(add, 1, 3) == 4
     assert counter.calls == 2
 
 
-def test_general_signatures_bind_too(clock: FakeClock) -> None:
+def test_general_signatures_bind_too(clock: FakeClock, shell: Shell) -> None:
     counter = Counter()
 
     @opero(cache=True)
+    @shell.fn
     def f(a: int, *rest: int, flag: bool = False, **extra: int) -> Any:
         return counter(a, *rest, flag=flag, **extra)
 
-    f(1, 2, z=3)
-    f(1, 2, z=3, flag=False)
+    shell.call(f, 1, 2, z=3)
+    shell.call(f, 1, 2, z=3, flag=False)
     assert counter.calls == 1
-    f(1, 2, z=4)
+    shell.call(f, 1, 2, z=4)
     assert counter.calls == 2
 
 
-def test_unhashable_arguments_work_and_dict_order_does_not_matter(clock: FakeClock) -> None:
+def test_unhashable_arguments_work_and_dict_order_does_not_matter(
+    clock: FakeClock, shell: Shell
+) -> None:
     counter = Counter(lambda d, items: len(d) + len(items))
 
     @opero(cache=True)
+    @shell.fn
     def size(d: dict[str, Any], items: list[Any]) -> int:
         return counter(d, items)
 
-    assert size({"a": 1, "b": [1, 2]}, [1, {"x": {2, 3}}]) == 4
-    assert size({"b": [1, 2], "a": 1}, [1, {"x": {3, 2}}]) == 4
+    assert shell.call(size, {"a": 1, "b": [1, 2]}, [1, {"x": {2, 3}}]) == 4
+    assert shell.call(size, {"b": [1, 2], "a": 1}, [1, {"x": {3, 2}}]) == 4
     assert counter.calls == 1
-    assert size({"a": 1, "b": [1, 3]}, [1, {"x": {2, 3}}]) == 4
+    assert shell.call(size, {"a": 1, "b": [1, 3]}, [1, {"x": {2, 3}}]) == 4
     assert counter.calls == 2
 
 
-def test_list_and_tuple_arguments_are_different_keys(clock: FakeClock) -> None:
+def test_list_and_tuple_arguments_are_different_keys(clock: FakeClock, shell: Shell) -> None:
     counter = Counter(lambda v: type(v).__name__)
 
     @opero(cache=True)
+    @shell.fn
     def kind(v: Any) -> str:
         return str(counter(v))
 
-    assert kind([1, 2]) == "list"
-    assert kind((1, 2)) == "tuple"
+    assert shell.call(kind, [1, 2]) == "list"
+    assert shell.call(kind, (1, 2)) == "tuple"
     assert counter.calls == 2
 
 
 def test_unhashable_unpicklable_argument_calls_through_with_one_warning(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, shell: Shell, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Opaque:
         __hash__ = None  # type: ignore[assignment]
@@ -158,83 +170,105 @@ def test_unhashable_unpicklable_argument_calls_through_with_one_warning(
     counter = Counter(lambda o: "done")
 
     @opero(cache=True)
+    @shell.fn
     def use(o: Opaque) -> str:
         return str(counter(o))
 
     with caplog.at_level(logging.WARNING, logger="opero"):
         for _ in range(3):
-            assert use(Opaque()) == "done"
+            assert shell.call(use, Opaque()) == "done"
     assert counter.calls == 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "cache" in warnings[0].getMessage()
 
 
-def test_ttl_expires_on_the_fake_clock(clock: FakeClock) -> None:
+def test_ttl_expires_on_the_fake_clock(clock: FakeClock, shell: Shell) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True, cache_ttl=60)(counter)
-    f(1)
+    f = opero(cache=True, cache_ttl=60)(shell.fn(counter))
+    shell.call(f, 1)
     clock.advance(59.9)
-    f(1)
+    shell.call(f, 1)
     assert counter.calls == 1
     clock.advance(0.1)
-    f(1)
+    shell.call(f, 1)
     assert counter.calls == 2
     clock.advance(59)
-    f(1)
+    shell.call(f, 1)
     assert counter.calls == 2
 
 
-def test_no_ttl_never_expires(clock: FakeClock) -> None:
+def test_hits_fire_on_cache_hit_and_end_at_the_ttl(clock: FakeClock, shell: Shell) -> None:
+    calls = 0
+    hits = 0
+
+    def on_hit() -> None:  # a sync callback, on either shell
+        nonlocal hits
+        hits += 1
+
+    @opero(cache=True, cache_ttl=5, on_cache_hit=on_hit)
+    @shell.fn
+    def fetch(x: int) -> None:
+        nonlocal calls
+        calls += 1
+
+    assert shell.call(fetch, 1) is None
+    assert shell.call(fetch, 1) is None
+    clock.advance(5)
+    shell.call(fetch, 1)
+    assert (calls, hits) == (2, 1)
+
+
+def test_no_ttl_never_expires(clock: FakeClock, shell: Shell) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True)(counter)
-    f(1)
+    f = opero(cache=True)(shell.fn(counter))
+    shell.call(f, 1)
     clock.advance(10**9)
-    f(1)
+    shell.call(f, 1)
     assert counter.calls == 1
 
 
-def test_maxsize_evicts_least_recently_used(clock: FakeClock) -> None:
+def test_maxsize_evicts_least_recently_used(clock: FakeClock, shell: Shell) -> None:
     counter = Counter(lambda x: x)
-    f = opero(cache=True, cache_maxsize=2)(counter)
-    f(1)
-    f(2)
-    f(1)  # 1 is now most recent
-    f(3)  # evicts 2
+    f = opero(cache=True, cache_maxsize=2)(shell.fn(counter))
+    shell.call(f, 1)
+    shell.call(f, 2)
+    shell.call(f, 1)  # 1 is now most recent
+    shell.call(f, 3)  # evicts 2
     assert counter.calls == 3
-    f(1)
+    shell.call(f, 1)
     assert counter.calls == 3
-    f(2)
+    shell.call(f, 2)
     assert counter.calls == 4
 
 
-def test_cache_clear_and_clear_cache_by_namespace(clock: FakeClock) -> None:
+def test_cache_clear_and_clear_cache_by_namespace(clock: FakeClock, shell: Shell) -> None:
     a_calls, b_calls = Counter(lambda x: x), Counter(lambda x: x)
-    a = opero(cache=True, cache_namespace="ns-a")(a_calls)
-    b = opero(cache=True, cache_namespace="ns-b")(b_calls)
-    a(1)
-    b(1)
+    a = opero(cache=True, cache_namespace="ns-a")(shell.fn(a_calls))
+    b = opero(cache=True, cache_namespace="ns-b")(shell.fn(b_calls))
+    shell.call(a, 1)
+    shell.call(b, 1)
     clear_cache(namespace="ns-a")
-    a(1)
-    b(1)
+    shell.call(a, 1)
+    shell.call(b, 1)
     assert (a_calls.calls, b_calls.calls) == (2, 1)
     clear_cache()
-    a(1)
-    b(1)
+    shell.call(a, 1)
+    shell.call(b, 1)
     assert (a_calls.calls, b_calls.calls) == (3, 2)
     b.cache_clear()
-    b(1)
-    a(1)
+    shell.call(b, 1)
+    shell.call(a, 1)
     assert (a_calls.calls, b_calls.calls) == (3, 3)
 
 
-def test_cache_clear_exists_without_cache() -> None:
-    f = opero()(lambda: 1)
+def test_cache_clear_exists_without_cache(shell: Shell) -> None:
+    f = opero()(shell.fn(lambda: 1))
     f.cache_clear()  # harmless
-    assert f() == 1
+    assert shell.call(f) == 1
 
 
-def test_custom_cache_key_is_called_with_func_and_arguments(clock: FakeClock) -> None:
+def test_custom_cache_key_is_called_with_func_and_arguments(clock: FakeClock, shell: Shell) -> None:
     seen: list[tuple[Any, ...]] = []
     counter = Counter(lambda data, timestamp=None: data["value"])
 
@@ -243,129 +277,89 @@ def test_custom_cache_key_is_called_with_func_and_arguments(clock: FakeClock) ->
         return f"{func.__name__}:{data['id']}"
 
     @opero(cache=True, cache_key=key)
+    @shell.fn
     def process(data: dict[str, Any], timestamp: float | None = None) -> Any:
         return counter(data, timestamp)
 
-    assert process({"id": "1", "value": "v"}, timestamp=1000) == "v"
-    assert process({"id": "1", "value": "other"}, timestamp=2000) == "v"  # timestamp ignored
+    assert shell.call(process, {"id": "1", "value": "v"}, timestamp=1000) == "v"
+    # timestamp ignored by the key
+    assert shell.call(process, {"id": "1", "value": "other"}, timestamp=2000) == "v"
     assert counter.calls == 1
     assert seen == [("process", "1", 1000), ("process", "1", 2000)]
 
 
 def test_failing_cache_key_calls_through_and_warns_once(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, shell: Shell, caplog: pytest.LogCaptureFixture
 ) -> None:
     counter = Counter(lambda x: x)
 
     def bad_key(func: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
         return str(kwargs["missing"])
 
-    f = opero(cache=True, cache_key=bad_key)(counter)
+    f = opero(cache=True, cache_key=bad_key)(shell.fn(counter))
     with caplog.at_level(logging.WARNING, logger="opero"):
-        assert [f(1), f(1), f(1)] == [1, 1, 1]
+        assert [shell.call(f, 1), shell.call(f, 1), shell.call(f, 1)] == [1, 1, 1]
     assert counter.calls == 3
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     assert f.statistics().cache_errors == 3
 
 
-def test_wrong_arguments_raise_the_functions_own_type_error(clock: FakeClock) -> None:
+def test_wrong_arguments_raise_the_functions_own_type_error(clock: FakeClock, shell: Shell) -> None:
     @opero(cache=True)
+    @shell.fn
     def f(a: int) -> int:
         return a
 
     with pytest.raises(TypeError):
-        f(1, 2)  # type: ignore[call-arg]
+        shell.call(f, 1, 2)
     with pytest.raises(TypeError):
-        f(b=1)  # type: ignore[call-arg]
+        shell.call(f, b=1)
 
 
-def test_single_flight_under_16_threads(clock: FakeClock) -> None:
-    started = threading.Event()
-    release = threading.Event()
+def test_single_flight_under_concurrent_calls(clock: FakeClock, shell: Shell) -> None:
+    # 16 threads, or 16 tasks under asyncio.gather: the leader is held at the gate.
+    release = Gate()
     calls = 0
 
     @opero(cache=True)
-    def slow(x: int) -> int:
+    @shell.fn
+    def slow(x: int) -> Generator[Gate, None, int]:
         nonlocal calls
         calls += 1
-        started.set()
-        assert release.wait(5)
+        yield release
         return x * 10
 
-    results: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        value = slow(3)
-        with lock:
-            results.append(value)
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    assert started.wait(5)
-    release.set()
-    for t in threads:
-        t.join(5)
-    assert results == [30] * 16
+    assert shell.concurrently(16, slow, 3, gate=release) == [30] * 16
     assert calls == 1
     stats = slow.statistics()
     assert (stats.calls, stats.cache_misses, stats.cache_hits) == (16, 1, 15)
+    assert shell.call(slow, 3) == 30
+    assert calls == 1
+    assert slow.statistics().cache_hits == 16
 
 
-def test_single_flight_shares_the_leaders_error(clock: FakeClock) -> None:
-    release = threading.Event()
+def test_single_flight_shares_the_leaders_error(clock: FakeClock, shell: Shell) -> None:
+    release = Gate()
     calls = 0
 
     @opero(cache=True, retries=0)
-    def broken(x: int) -> int:
+    @shell.fn
+    def broken(x: int) -> Generator[Gate, None, int]:
         nonlocal calls
         calls += 1
-        assert release.wait(5)
+        yield release
         raise ValueError("boom")
 
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            broken(1)
-        except AllFailedError as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    release.set()
-    for t in threads:
-        t.join(5)
-    assert len(errors) == 8
+    outcomes = shell.concurrently(8, broken, 1, gate=release)
+    assert all(isinstance(outcome, AllFailedError) for outcome in outcomes)
+    assert len(outcomes) == 8
     assert calls <= 8
     assert calls >= 1
     # and nothing was cached: the next call runs again
     before = calls
     with pytest.raises(AllFailedError):
-        broken(1)
+        shell.call(broken, 1)
     assert calls == before + 1
-
-
-@pytest.mark.asyncio
-async def test_single_flight_under_gather(clock: FakeClock) -> None:
-    calls = 0
-
-    @opero(cache=True)
-    async def fetch(x: int) -> int:
-        nonlocal calls
-        calls += 1
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return x + 1
-
-    results = await asyncio.gather(*(fetch(1) for _ in range(16)))
-    assert results == [2] * 16
-    assert calls == 1
-    assert await fetch(1) == 2
-    assert calls == 1
-    assert fetch.statistics().cache_hits == 16
 
 
 @pytest.mark.asyncio
@@ -393,31 +387,11 @@ async def test_cancelled_leader_hands_over_to_a_waiter(clock: FakeClock) -> None
         await leader
 
 
-@pytest.mark.asyncio
-async def test_async_cache_hits_and_ttl(clock: FakeClock) -> None:
-    calls = 0
-    hits = 0
-
-    def on_hit() -> None:
-        nonlocal hits
-        hits += 1
-
-    @opero(cache=True, cache_ttl=5, on_cache_hit=on_hit)
-    async def fetch(x: int) -> None:
-        nonlocal calls
-        calls += 1
-
-    assert await fetch(1) is None
-    assert await fetch(1) is None
-    clock.advance(5)
-    await fetch(1)
-    assert (calls, hits) == (2, 1)
-
-
-def test_cache_hit_skips_retries_and_calls(clock: FakeClock) -> None:
+def test_cache_hit_skips_retries_and_calls(clock: FakeClock, shell: Shell) -> None:
     calls = 0
 
     @opero(cache=True, retries=2)
+    @shell.fn
     def flaky(x: int) -> int:
         nonlocal calls
         calls += 1
@@ -425,8 +399,8 @@ def test_cache_hit_skips_retries_and_calls(clock: FakeClock) -> None:
             raise ConnectionError("first")
         return x
 
-    assert flaky(2) == 2
-    assert flaky(2) == 2
+    assert shell.call(flaky, 2) == 2
+    assert shell.call(flaky, 2) == 2
     assert calls == 2
     assert len(clock.sleeps) == 1
 
@@ -459,14 +433,15 @@ def test_cache_must_be_bool() -> None:
         opero(cache="yes")  # type: ignore[arg-type]
 
 
-def test_failed_computation_counts_as_a_miss(clock: FakeClock) -> None:
+def test_failed_computation_counts_as_a_miss(clock: FakeClock, shell: Shell) -> None:
     @opero(cache=True, retries=0)
+    @shell.fn
     def broken(x: int) -> int:
         raise ConnectionError("down")
 
     for _ in range(2):
         with pytest.raises(AllFailedError):
-            broken(1)
+            shell.call(broken, 1)
     stats = broken.statistics()
     assert (stats.calls, stats.cache_misses, stats.cache_hits, stats.failures) == (2, 2, 0, 2)
 
