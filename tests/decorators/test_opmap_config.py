@@ -91,9 +91,9 @@ def test_accepted_settings_do_not_start_anything() -> None:
     # Decorating is cheap and lazy: no pool exists until the first map.
     from opero.concurrency import pool  # noqa: PLC0415
 
-    before = dict(pool._process_pools)
+    before = dict(pool._pools().processes)
     opmap(mode="process", workers=7, progress=False)(square)
-    assert pool._process_pools == before
+    assert pool._pools().processes == before
 
 
 def run_child(script: str) -> str:

@@ -12,6 +12,7 @@ find the one responsible (``map_run``).
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import threading
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
@@ -33,6 +34,20 @@ _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 #: Reads finished tasks' results, away from the map loop's stack (see ``_fetch``).
 _fetch_pool: ThreadPoolExecutor | None = None
+#: In a forked child: the parent's clients and relay threads, kept and never used.
+#: Their threads stayed in the parent; closing them here could wait for ever.
+_inherited: list[Any] = []
+
+
+def _forget_inherited() -> None:
+    """In a forked child: start again with no clients, no relay threads and a free lock."""
+    global _clients, _lock, _fetch_pool
+    _inherited.append((_clients, _fetch_pool))
+    _clients, _lock, _fetch_pool = {}, threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def require_distributed() -> None:

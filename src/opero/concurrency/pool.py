@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from opero.concurrency.ownership import disown_workers, forget_forkserver, watch_owner
 from opero.exceptions import CancelledItemError, ConcurrencyError
 
 __all__ = [
@@ -47,11 +48,62 @@ Batch = tuple[list[int], list[Any], list[int]]
 #: The message of an item that ``should_process`` stopped before it started.
 NOT_STARTED = "not started: should_process said stop"
 
-_lock = threading.Lock()
-_thread_pools: dict[int, ThreadPoolExecutor] = {}
-#: By start method, size and owner (None: shared; else the one map allowed to kill it).
-_process_pools: dict[tuple[str, int, int | None], ProcessPoolExecutor] = {}
-_warmed: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+class _Pools:
+    """The pools of one process, and the lock that guards them.
+
+    A forked child inherits the parent's pools as dead copies: their threads
+    did not survive the fork, and their queues lead to the parent's workers.
+    Used there, a map would wait for ever.  So the pools belong to the process
+    that made them (``pid``), and a child starts from an empty ``_Pools``.
+    """
+
+    __slots__ = ("lock", "pid", "processes", "threads", "warmed")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.threads: dict[int, ThreadPoolExecutor] = {}
+        #: By start method, size and owner (None: shared; else the one map allowed to kill it).
+        self.processes: dict[tuple[str, int, int | None], ProcessPoolExecutor] = {}
+        self.warmed: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+
+
+_state = _Pools()
+#: In a forked child: the parent's pools, kept so that nothing of theirs ever runs
+#: here (no finalizer, no wake-up written to the parent's pipes, no shutdown).
+_inherited: list[_Pools] = []
+
+
+def _pools() -> _Pools:
+    """This process's pools; new ones if this process was forked since they were made.
+
+    The pid check covers forks that skip the at-fork hooks (a C extension calling
+    ``fork()`` itself); the hook below covers the rest before any code runs.
+    """
+    state = _state
+    if state.pid != os.getpid():
+        _forget_inherited()
+        state = _state
+    return state
+
+
+def _forget_inherited() -> None:
+    """In a forked child: drop the parent's pools and lock without touching them.
+
+    The lock may have been held by a parent thread at the moment of the fork;
+    the child gets a new one rather than waiting for a thread that is gone.
+    """
+    global _state
+    inherited, _state = _state, _Pools()
+    _inherited.append(inherited)
+    for pool in inherited.processes.values():
+        disown_workers(getattr(pool, "_processes", {}).values())
+    forget_forkserver()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def default_start_method() -> str:
@@ -68,10 +120,11 @@ def default_start_method() -> str:
 
 def thread_pool(workers: int) -> ThreadPoolExecutor:
     """The shared thread pool of ``workers`` threads."""
-    with _lock:
-        pool = _thread_pools.get(workers)
+    state = _pools()
+    with state.lock:
+        pool = state.threads.get(workers)
         if pool is None:
-            pool = _thread_pools[workers] = ThreadPoolExecutor(
+            pool = state.threads[workers] = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix=f"opero-{workers}"
             )
         return pool
@@ -86,7 +139,7 @@ def process_pool(
     per-item timeout measures the item, not the start of a fresh interpreter.
     """
     pool = _shared_process_pool(start_method, workers, owner)
-    if warm and pool not in _warmed:
+    if warm and pool not in _pools().warmed:
         seen: set[int] = set()
         for _ in range(100):  # tasks that linger a moment land on different workers
             seen.update(
@@ -95,7 +148,7 @@ def process_pool(
             )
             if len(seen) >= workers:
                 break
-        _warmed.add(pool)
+        _pools().warmed.add(pool)
     return pool
 
 
@@ -106,15 +159,19 @@ def _pid_after(seconds: float) -> int:
 
 def _shared_process_pool(start_method: str, workers: int, owner: int | None) -> ProcessPoolExecutor:
     key = (start_method, workers, owner)
-    with _lock:
-        pool = _process_pools.get(key)
+    state = _pools()
+    with state.lock:
+        pool = state.processes.get(key)
         if (
             pool is None
             or getattr(pool, "_broken", False)
             or getattr(pool, "_shutdown_thread", False)
         ):
-            pool = _process_pools[key] = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context(start_method)
+            pool = state.processes[key] = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context(start_method),
+                initializer=watch_owner,
+                initargs=(state.pid,),
             )
             # Start every worker on the first submit rather than one per submit: a
             # worker spawned while the pool's thread tears down a broken pool can
@@ -129,10 +186,11 @@ def kill_process_pool(pool: Executor) -> None:
     ``concurrent.futures`` has no way to stop one worker, so the whole pool goes;
     the next map builds a fresh one and the caller resubmits what was in flight.
     """
-    with _lock:
-        for key, known in list(_process_pools.items()):
+    state = _pools()
+    with state.lock:
+        for key, known in list(state.processes.items()):
             if known is pool:
-                del _process_pools[key]
+                del state.processes[key]
     processes = list(getattr(pool, "_processes", {}).values())
     for process in processes:
         if process.is_alive():
@@ -146,10 +204,11 @@ def kill_process_pool(pool: Executor) -> None:
 
 @atexit.register
 def _shutdown_pools() -> None:
-    with _lock:
-        threads, processes = list(_thread_pools.values()), list(_process_pools.values())
-        _thread_pools.clear()
-        _process_pools.clear()
+    state = _pools()  # a forked child shuts down its own pools, never its parent's
+    with state.lock:
+        threads, processes = list(state.threads.values()), list(state.processes.values())
+        state.threads.clear()
+        state.processes.clear()
     for pool in processes:
         pool.shutdown(wait=True, cancel_futures=True)
     for tpool in threads:
