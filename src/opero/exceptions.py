@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AllFailedError",
+    "AttemptError",
     "CancelledItemError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -43,16 +44,26 @@ class AllFailedError(OperoError):
             happened.
         attempt_count: ``len(errors)``.
 
+    The error survives serializers in both forms they use: plain pickle keeps
+    ``errors`` themselves (and ``__cause__``); a serializer that can only carry
+    ``args`` as JSON (Celery's json result backend) rebuilds it as
+    ``AllFailedError(*args)``, and ``args[1]`` then holds one ``"Type: message"``
+    line per error, which come back as [`AttemptError`][opero.exceptions.AttemptError]
+    placeholders, so ``attempt_count`` and ``str()`` still agree with the message.
+
     Example:
-        >>> err = AllFailedError("All 2 attempts failed", errors=[ValueError("a"), KeyError("b")])
+        >>> err = AllFailedError("2 calls failed", errors=[ValueError("a"), KeyError("b")])
         >>> err.attempt_count
         2
+        >>> AllFailedError(*err.args).errors
+        [AttemptError('ValueError: a'), AttemptError("KeyError: 'b'")]
     """
 
-    def __init__(self, message: str, errors: Sequence[BaseException] = ()) -> None:
-        super().__init__(message)
-        self.errors: list[BaseException] = list(errors)
-        self.attempt_count: int = len(self.errors)
+    def __init__(self, message: str, errors: Sequence[BaseException | str] = ()) -> None:
+        kept = [e if isinstance(e, BaseException) else AttemptError(str(e)) for e in errors]
+        super().__init__(message, tuple(_summary(e) for e in kept))
+        self.errors: list[BaseException] = kept
+        self.attempt_count: int = len(kept)
 
     @property
     def last_error(self) -> BaseException | None:
@@ -60,12 +71,14 @@ class AllFailedError(OperoError):
         return self.errors[-1] if self.errors else None
 
     def __str__(self) -> str:
-        base = super().__str__()
+        base = str(self.args[0]) if self.args else ""
         if not self.errors:
             return base
         lines = [base, "Attempt details:"]
-        for number, error in enumerate(self.errors[:_SHOWN_ERRORS], 1):
-            lines.append(f"  {number}. {type(error).__name__}: {error}")
+        lines.extend(
+            f"  {number}. {_summary(error)}"
+            for number, error in enumerate(self.errors[:_SHOWN_ERRORS], 1)
+        )
         hidden = len(self.errors) - _SHOWN_ERRORS
         if hidden > 0:
             lines.append(f"  ... and {hidden} more errors")
@@ -78,6 +91,30 @@ class AllFailedError(OperoError):
         # (opmap); pickled together, the cause stays the same object as errors[-1].
         message = str(self.args[0]) if self.args else ""
         return (type(self), (message, self.errors), {"__cause__": self.__cause__})
+
+
+class AttemptError(OperoError):
+    """Stands in for one attempt's error after a round trip that could not carry it.
+
+    Only ``"Type: message"`` survives a serializer that keeps exception
+    ``args`` as JSON; this keeps that line, so the rebuilt ``AllFailedError``
+    still counts and prints every attempt.
+    """
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        #: The original error's ``"Type: message"`` line.
+        self.summary = summary
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+def _summary(error: BaseException) -> str:
+    if type(error) is AttemptError:
+        return error.summary
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class ConcurrencyError(OperoError):

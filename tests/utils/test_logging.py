@@ -234,7 +234,7 @@ def test_fallback_candidates_never_reach_logs_or_errors(
     assert "candidate 0" in log
     assert "candidate 1" in log
     assert "trying candidate 2" in log
-    assert "gave up after 6 attempts" in log
+    assert "gave up after 6 calls (2 attempts × 3 candidates)" in log
     assert "PermissionError" in log
 
 

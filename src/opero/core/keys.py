@@ -42,8 +42,9 @@ def freeze(value: Any) -> Hashable:
     """An equal-for-equal hashable stand-in for ``value``.
 
     Dicts (in any insertion order), lists, sets and tuples are frozen
-    recursively; other unhashable objects by their pickle.  Raises
-    ``TypeError`` for an object that is neither hashable nor picklable.
+    recursively; other unhashable objects (also those whose ``__hash__``
+    raises) by their pickle.  Raises ``TypeError`` for an object that is
+    neither hashable nor picklable.
     """
     if isinstance(value, dict):
         items = sorted(((freeze(k), freeze(v)) for k, v in value.items()), key=_order)
@@ -56,7 +57,7 @@ def freeze(value: Any) -> Hashable:
         return (_SET_TAG, frozenset(freeze(v) for v in value))
     try:
         hash(value)
-    except TypeError:
+    except Exception:  # unhashable, or a __hash__ that raises: the pickle stands in
         import pickle  # noqa: PLC0415 - rare path; keeps `import opero` light
 
         try:

@@ -21,6 +21,7 @@ from opero.core.fallback import FallbackPolicy
 from opero.core.frozen import Frozen
 from opero.core.rate_limit import RateLimit
 from opero.core.retry import RetryPolicy
+from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 from opero.core.stats import Counters, Statistics
 from opero.exceptions import AllFailedError
 
@@ -38,7 +39,9 @@ class Pipeline(Frozen):
         "callbacks",
         "config",
         "counters",
+        "factory",
         "fallback",
+        "flights",
         "func",
         "limiter",
         "name",
@@ -56,6 +59,10 @@ class Pipeline(Frozen):
     #: The decorator arguments, as given, for introspection.
     config: Mapping[str, Any]
     counters: Counters
+    #: Concurrent misses of one key share one computation (threads or tasks, by ``is_async``).
+    flights: SingleFlight | AsyncSingleFlight
+    #: ``factory(func, config)`` builds this pipeline again: how a pickled one is rebuilt.
+    factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline] | None
 
     def __init__(
         self,
@@ -68,7 +75,10 @@ class Pipeline(Frozen):
         fallback: FallbackPolicy | None = None,
         callbacks: Callbacks | None = None,
         config: Mapping[str, Any] | None = None,
+        is_async: bool = False,
+        factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline] | None = None,
     ) -> None:
+        counters = Counters()
         self._init(
             func=func,
             name=name,
@@ -78,12 +88,32 @@ class Pipeline(Frozen):
             fallback=fallback,
             callbacks=callbacks if callbacks is not None else Callbacks(),
             config=config if config is not None else {},
-            counters=Counters(),
+            counters=counters,
+            flights=AsyncSingleFlight(counters) if is_async else SingleFlight(counters),
+            factory=factory,
         )
 
     # A pipeline is one function's live state: identity, not value, equality.
     __eq__ = object.__eq__
     __hash__ = object.__hash__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as "build it again from the function and its settings".
+
+        A decorated function shipped to another process (cloudpickle by value,
+        ``distributed``) gets that process's own fresh state: new counters,
+        its own memory cache, stores and limiters opened there.  Locks, pools
+        and connections are never pickled.
+        """
+        if self.factory is None:
+            msg = f"the pipeline of {self.name} cannot be pickled: it has no factory"
+            raise TypeError(msg)
+        return (self.factory, (self.func, dict(self.config)))
+
+    def cache_clear(self) -> None:
+        """Forget every cached result of this function (nothing to do without a cache)."""
+        if self.cache is not None:
+            self.cache.clear()
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -113,27 +143,34 @@ class Pipeline(Frozen):
         call_args, call_kwargs = fallback.substitute(args, kwargs, candidates[0])
         return call_args, call_kwargs, candidates
 
-    def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
-        """Reserve this call's start with the limiter; the seconds to wait (0 if none)."""
+    def reserve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+        """Reserve this call's start with the limiter; the seconds to wait (0 if none).
+
+        The wait is not yet accounted: the shell does that once it has waited
+        (see `Counters.waited_for`), so a call cancelled mid-wait counts only
+        the time it spent.
+        """
         if self.limiter is None:
             return 0.0
-        delay = self.limiter.reserve_for(args, kwargs, clock.now())
-        if delay > 0:
-            self.counters.add_wait(delay)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
-        return delay
+        return self._log_rate_wait(self.limiter.reserve_for(args, kwargs, clock.now()))
 
-    async def arate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
-        """:meth:`rate_delay` for async functions: a shared limiter is asked without blocking."""
+    async def areserve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+        """:meth:`reserve` for async functions: a shared limiter is asked without blocking."""
         areserve = getattr(self.limiter, "areserve_for", None)
         if areserve is None:
-            return self.rate_delay(args, kwargs)
-        delay: float = await areserve(args, kwargs, clock.now())
+            return self.reserve(args, kwargs)
+        return self._log_rate_wait(await areserve(args, kwargs, clock.now()))
+
+    def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+        """:meth:`reserve` with the wait accounted at once (a map's parent, which always waits)."""
+        delay = self.reserve(args, kwargs)
         if delay > 0:
             self.counters.add_wait(delay)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
+        return delay
+
+    def _log_rate_wait(self, delay: float) -> float:
+        if delay > 0 and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
         return delay
 
     def log_hit(self) -> None:
@@ -155,7 +192,9 @@ class Run:
     """The failure path of one call: which candidate and attempt come next.
 
     Created only after the first retryable error, so a successful call never
-    allocates one.
+    allocates one.  Retries and fallbacks are counted when the next call
+    starts (:meth:`call_args`), not when it is planned, so a call cancelled
+    during a backoff has not retried.
     """
 
     __slots__ = (
@@ -165,6 +204,7 @@ class Run:
         "errors",
         "index",
         "kwargs",
+        "pending",
         "pipeline",
         "started",
     )
@@ -186,6 +226,8 @@ class Run:
         self.index = 0
         self.errors: list[BaseException] = []
         self.started = clock.now()
+        #: The counter the next call's start advances (retries or fallbacks).
+        self.pending: Any = None
 
     def failed(self, error: BaseException) -> float | None:
         """Record ``error``; return the seconds to wait before the next call, or None to give up.
@@ -198,7 +240,7 @@ class Run:
         debug = logger.isEnabledFor(logging.DEBUG)
         if self.candidates is not None and self.index + 1 < len(self.candidates):
             self.index += 1
-            next(pipeline.counters.fallbacks)
+            self.pending = pipeline.counters.fallbacks
             if debug:
                 logger.debug(
                     "opero: %s candidate %d of %r failed (%s); trying candidate %d",
@@ -208,13 +250,13 @@ class Run:
                     type(error).__name__,
                     self.index,
                 )
-            delay = pipeline.fallback.delay if pipeline.fallback else 0.0
-        elif self.attempt <= pipeline.retry.retries:
+            return pipeline.fallback.delay if pipeline.fallback else 0.0
+        if self.attempt <= pipeline.retry.retries:
             failed_attempt = self.attempt
             delay = pipeline.retry.delay(failed_attempt, lambda: self._tenacity_state(error))
             self.attempt += 1
             self.index = 0
-            next(pipeline.counters.retries)
+            self.pending = pipeline.counters.retries
             if debug:
                 logger.debug(
                     "opero: %s attempt %d failed (%s); retry %d of %d in %.3fs",
@@ -225,14 +267,12 @@ class Run:
                     pipeline.retry.retries,
                     delay,
                 )
-        else:
-            return None
-        if delay > 0:
-            pipeline.counters.add_wait(delay)
-        return delay
+            return delay
+        return None
 
     def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Arguments for the next call: the current fallback candidate substituted."""
+        """Arguments for the next call (the current candidate substituted); counts its start."""
+        next(self.pending)
         if self.candidates is None or self.pipeline.fallback is None:
             return self.args, self.kwargs
         return self.pipeline.fallback.substitute(
@@ -243,15 +283,16 @@ class Run:
         """The error that ends the call, logged at WARNING (types only, no values)."""
         pipeline = self.pipeline
         next(pipeline.counters.failures)
-        count = len(self.errors)
-        detail = ""
+        detail = _plural(self.attempt, "attempt")
         if self.candidates is not None:
-            detail = f" ({self.attempt} attempts x {len(self.candidates)} candidates)"
-        message = f"All {count} attempts failed for {pipeline.name}{detail}"
+            detail += f" \u00d7 {_plural(len(self.candidates), 'candidate')}"
+        calls = _plural(len(self.errors), "call")
+        message = f"{calls} of {pipeline.name} failed: {detail}"
         logger.warning(
-            "opero: %s gave up after %d attempts; last error %s",
+            "opero: %s gave up after %s (%s); last error %s",
             pipeline.name,
-            count,
+            calls,
+            detail,
             type(self.errors[-1]).__name__,
         )
         return AllFailedError(message, errors=self.errors)
@@ -267,3 +308,7 @@ class Run:
         state.outcome = tenacity.Future.construct(self.attempt, error, has_exception=True)
         state.outcome_timestamp = now
         return state
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

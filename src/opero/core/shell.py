@@ -11,13 +11,16 @@ one ``try`` around the function.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opero.core import clock
 from opero.core.cache import MISSING
 from opero.core.pipeline import Pipeline, Run
-from opero.core.single_flight import AsyncSingleFlight, SingleFlight
+
+if TYPE_CHECKING:
+    from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 
 __all__ = ["build_async", "build_sync"]
 
@@ -35,11 +38,37 @@ def is_call_error(error: BaseException) -> bool:
     return type(error) is TypeError and tb is not None and tb.tb_next is None
 
 
+def never_retried(error: BaseException) -> bool:
+    """Ctrl-C, ``sys.exit``, a closed generator or a cancelled task: never retried or wrapped.
+
+    ``retry_on=BaseException`` would catch them; retrying one would make an
+    ``except Exception`` around the call swallow an interrupt.
+    """
+    if isinstance(error, Exception):
+        return False
+    if isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        return True
+    asyncio = sys.modules.get("asyncio")  # a cancelled task implies asyncio is loaded
+    return asyncio is not None and isinstance(error, asyncio.CancelledError)
+
+
+def refused(error: BaseException) -> bool:
+    """An error ``retry_on`` matched that must still not be retried (see the two checks)."""
+    return is_call_error(error) or never_retried(error)
+
+
+# Pickling: a decorated function shipped by value (cloudpickle, distributed) carries
+# its closures.  So they hold only ``p`` (which pickles as "rebuild from the
+# function and its settings", see ``Pipeline.__reduce__``) and stateless values;
+# every piece of live state (counters, cache, limiter, flights) is read through
+# ``p`` at call time, so an unpickled function gets one consistent fresh state.
+
+
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
     fn = p.func
     retry_on = p.retry.retry_on
-    cache, limiter = p.cache, p.limiter
+    has_cache, has_limiter = p.cache is not None, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -48,13 +77,20 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         cb.on_retry,
         cb.on_cache_hit,
     )
-    entries, misses = p.counters.entries, p.counters.cache_misses
-    flights = SingleFlight()
 
     def failed(error: BaseException) -> None:
         p.non_retryable(error)
         if on_failure is not None:
             on_failure.fire(error)
+
+    def pause(delay: float) -> None:
+        since = clock.now()
+        try:
+            clock.sleep(delay)
+        except BaseException:
+            p.counters.waited_for(delay, since)
+            raise
+        p.counters.add_wait(delay)
 
     def recover(run: Run, error: BaseException) -> Any:
         while True:
@@ -67,13 +103,14 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
             if run.index == 0 and on_retry is not None:
                 on_retry.fire(error, run.attempt - 1)
             if delay:
-                clock.sleep(delay)
+                pause(delay)
             args, kwargs = run.call_args()
             try:
                 return fn(*args, **kwargs)
             except retry_on as exc:
-                if is_call_error(exc):
-                    failed(exc)
+                if refused(exc):
+                    if not never_retried(exc):
+                        failed(exc)
                     raise
                 error = exc
             except Exception as exc:
@@ -81,15 +118,16 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
                 raise
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(entries)
+        next(p.counters.entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
         try:
             result = fn(*call_args, **call_kwargs)
         except retry_on as exc:
-            if is_call_error(exc):
-                failed(exc)
+            if refused(exc):
+                if not never_retried(exc):
+                    failed(exc)
                 raise
             error: BaseException = exc
         except Exception as exc:
@@ -105,53 +143,57 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         return result
 
     def limited(*args: Any, **kwargs: Any) -> Any:
-        if limiter is not None:
-            delay = p.rate_delay(args, kwargs)
+        try:
+            delay = p.reserve(args, kwargs)
             if delay > 0:
-                clock.sleep(delay)
+                pause(delay)
+        except BaseException:
+            next(p.counters.unserved)
+            raise
         return attempts(*args, **kwargs)
 
     if not has_fallback and on_success is None:
         # For @opmap's process workers: call ``fn`` directly, and only on an error
         # continue the same retry loop here (the success path then costs one call).
         def resume(error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            next(entries)
-            if not isinstance(error, retry_on) or is_call_error(error):
-                failed(error)
+            next(p.counters.entries)
+            if not isinstance(error, retry_on) or refused(error):
+                if not never_retried(error):
+                    failed(error)
                 raise error
             return recover(Run(p, args, kwargs, None), error)
 
         attempts._opero_direct = fn  # type: ignore[attr-defined]
         attempts._opero_resume = resume  # type: ignore[attr-defined]
 
-    if cache is None:
+    inner = limited if has_limiter else attempts
+    if not has_cache:
         # Without a limiter this is the whole wrapper: one try around the call.
-        return attempts if limiter is None else limited
-
-    key_of, read, safe_read = cache.key, cache.read, cache.get
-    hits = p.counters.cache_hits
+        return inner
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
+        cache = p.cache
+        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
         if key is MISSING:
-            return limited(*args, **kwargs)
+            return inner(*args, **kwargs)
         try:
-            value = read(key)
+            value = cache.read(key)  # type: ignore[union-attr]
         except Exception:  # unhashable key or a failing backend: the careful path
-            value = safe_read(key)
+            value = cache.get(key)  # type: ignore[union-attr]
         if value is MISSING:
-            key = cache.hashable(key)
+            key = cache.hashable(key)  # type: ignore[union-attr]
             if key is MISSING:
-                return limited(*args, **kwargs)
+                return inner(*args, **kwargs)
 
             def compute() -> Any:
-                next(misses)
-                return limited(*args, **kwargs)
+                next(p.counters.cache_misses)
+                return inner(*args, **kwargs)
 
-            computed, value = flights.run(cache, key, compute)
+            flights = cast("SingleFlight", p.flights)
+            computed, value = flights.run(cache, key, compute)  # type: ignore[arg-type]
             if computed:
                 return value
-        next(hits)
+        next(p.counters.cache_hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:
@@ -165,7 +207,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
     fn = p.func
     retry_on = p.retry.retry_on
-    cache, limiter = p.cache, p.limiter
+    has_cache, has_limiter = p.cache is not None, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -174,13 +216,20 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         cb.on_retry,
         cb.on_cache_hit,
     )
-    entries, misses = p.counters.entries, p.counters.cache_misses
-    flights = AsyncSingleFlight()
 
     async def failed(error: BaseException) -> None:
         p.non_retryable(error)
         if on_failure is not None:
             await on_failure.fire_async(error)
+
+    async def pause(delay: float) -> None:
+        since = clock.now()
+        try:
+            await clock.async_sleep(delay)
+        except BaseException:
+            p.counters.waited_for(delay, since)
+            raise
+        p.counters.add_wait(delay)
 
     async def recover(run: Run, error: BaseException) -> Any:
         while True:
@@ -193,13 +242,14 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
             if run.index == 0 and on_retry is not None:
                 await on_retry.fire_async(error, run.attempt - 1)
             if delay:
-                await clock.async_sleep(delay)
+                await pause(delay)
             args, kwargs = run.call_args()
             try:
                 return await fn(*args, **kwargs)
             except retry_on as exc:
-                if is_call_error(exc):
-                    await failed(exc)
+                if refused(exc):
+                    if not never_retried(exc):
+                        await failed(exc)
                     raise
                 error = exc
             except Exception as exc:
@@ -207,15 +257,16 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
                 raise
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(entries)
+        next(p.counters.entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
         try:
             result = await fn(*call_args, **call_kwargs)
         except retry_on as exc:
-            if is_call_error(exc):
-                await failed(exc)
+            if refused(exc):
+                if not never_retried(exc):
+                    await failed(exc)
                 raise
             error: BaseException = exc
         except Exception as exc:
@@ -231,44 +282,45 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         return result
 
     async def limited(*args: Any, **kwargs: Any) -> Any:
-        if limiter is not None:
-            delay = await p.arate_delay(args, kwargs)
+        try:
+            delay = await p.areserve(args, kwargs)
             if delay > 0:
-                await clock.async_sleep(delay)
+                await pause(delay)
+        except BaseException:
+            next(p.counters.unserved)
+            raise
         return await attempts(*args, **kwargs)
 
-    if cache is None:
-        return attempts if limiter is None else limited
-
-    key_of, read, safe_read = cache.key, cache.read, cache.get
-    hits = p.counters.cache_hits
-
-    async_store = cache.is_async
+    inner = limited if has_limiter else attempts
+    if not has_cache:
+        return inner
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
+        cache = p.cache
+        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
         if key is MISSING:
-            return await limited(*args, **kwargs)
-        if async_store:
-            value = await cache.aget(key)
+            return await inner(*args, **kwargs)
+        if cache.is_async:  # type: ignore[union-attr]
+            value = await cache.aget(key)  # type: ignore[union-attr]
         else:
             try:
-                value = read(key)
+                value = cache.read(key)  # type: ignore[union-attr]
             except Exception:  # unhashable key or a failing backend: the careful path
-                value = safe_read(key)
+                value = cache.get(key)  # type: ignore[union-attr]
         if value is MISSING:
-            key = cache.hashable(key)
+            key = cache.hashable(key)  # type: ignore[union-attr]
             if key is MISSING:
-                return await limited(*args, **kwargs)
+                return await inner(*args, **kwargs)
 
             def compute() -> Awaitable[Any]:
-                next(misses)
-                return limited(*args, **kwargs)
+                next(p.counters.cache_misses)
+                return inner(*args, **kwargs)
 
-            computed, value = await flights.run(cache, key, compute)
+            flights = cast("AsyncSingleFlight", p.flights)
+            computed, value = await flights.run(cache, key, compute)  # type: ignore[arg-type]
             if computed:
                 return value
-        next(hits)
+        next(p.counters.cache_hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:

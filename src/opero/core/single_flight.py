@@ -3,20 +3,40 @@
 Without it, a cold cache under load sends every concurrent caller to the
 backend at once (a "thundering herd").  Threads wait on an ``Event``; tasks of
 one event loop wait on a ``Future``.
+
+Two rules keep it from ever hanging or spreading an interrupt:
+
+* A computation that asks for its own key again (in the same thread or task,
+  or in a task it started) is re-entrant: waiting would wait for itself, so
+  the inner call computes on its own.  A context variable tells, because it
+  follows the thread and is copied into the tasks the leader starts.
+* A leader stopped by something that is not an error of the function
+  (``KeyboardInterrupt``, ``SystemExit``, cancellation) hands leadership on:
+  its waiters try again instead of raising an interrupt that was not theirs.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core.backends.memory import MISSING
 
 if TYPE_CHECKING:
     from opero.core.cache import CacheLayer
+    from opero.core.stats import Counters
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
+
+#: The flights this thread or task is leading, as ``(id(single_flight), key)``.
+_leading: ContextVar[frozenset[tuple[int, Hashable]]] = ContextVar(
+    "opero_leading", default=frozenset()
+)
+
+#: Set as a flight's outcome when its leader was interrupted: waiters try again.
+_RETRY: Any = object()
 
 
 @final
@@ -31,6 +51,23 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+def _lead(
+    layer: CacheLayer, key: Hashable, compute: Callable[[], Any], mark: tuple[int, Hashable]
+) -> tuple[bool, Any]:
+    """The leader's part for threads: look once more, else compute and store."""
+    token = _leading.set(_leading.get() | {mark})
+    try:
+        # A leader that finished just before we registered may have stored it.
+        value = layer.get(key) if layer.recheck else MISSING
+        if value is not MISSING:
+            return False, value
+        value = compute()
+        layer.set(key, value)
+        return True, value
+    finally:
+        _leading.reset(token)
+
+
 @final
 class SingleFlight:
     """Makes concurrent threads asking for the same missing key run one computation.
@@ -40,35 +77,45 @@ class SingleFlight:
     cached).
     """
 
-    __slots__ = ("_flights", "_lock")
+    __slots__ = ("_flights", "_lock", "counters")
 
-    def __init__(self) -> None:
+    def __init__(self, counters: Counters) -> None:
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
+        #: Where a waiter that got no value is counted (``unserved``, ``failures``).
+        self.counters = counters
 
     def run(self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
         """``(computed_here, value)`` for ``key``: computed by this thread or by another."""
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
-        if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return False, flight.value
+        mark = (id(self), key)
+        if mark in _leading.get():
+            return True, compute()  # re-entrant: the outer computation stores the value
+        while True:
+            with self._lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if leader:
+                break
+            try:
+                flight.done.wait()
+            except BaseException:
+                next(self.counters.unserved)
+                raise
+            if flight.value is not _RETRY:
+                if flight.error is not None:
+                    _count_shared_error(self.counters, flight.error)
+                    raise flight.error
+                return False, flight.value
         try:
-            # A leader that finished just before we registered may have stored it.
-            value = layer.get(key) if layer.recheck else MISSING
-            computed = value is MISSING
-            if computed:
-                value = compute()
-                layer.set(key, value)
-            flight.value = value
-            return computed, value
-        except BaseException as exc:
+            computed, flight.value = _lead(layer, key, compute, mark)
+            return computed, flight.value
+        except Exception as exc:
             flight.error = exc
+            raise
+        except BaseException:
+            flight.value = _RETRY
             raise
         finally:
             with self._lock:
@@ -76,8 +123,11 @@ class SingleFlight:
             flight.done.set()
 
 
-#: Set as a flight's result when its leader was cancelled: waiters try again.
-_RETRY: Any = object()
+def _count_shared_error(counters: Counters, error: BaseException) -> None:
+    """A waiter re-raises its leader's error: a call that failed without calling."""
+    next(counters.unserved)
+    if isinstance(error, Exception):
+        next(counters.failures)
 
 
 @final
@@ -89,10 +139,12 @@ class AsyncSingleFlight:
     hands leadership on instead of cancelling its waiters.
     """
 
-    __slots__ = ("_flights",)
+    __slots__ = ("_flights", "counters")
 
-    def __init__(self) -> None:
+    def __init__(self, counters: Counters) -> None:
         self._flights: dict[tuple[int, Hashable], Any] = {}  # values: asyncio.Future
+        #: Where a waiter that got no value is counted (``unserved``, ``failures``).
+        self.counters = counters
 
     async def run(
         self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
@@ -100,38 +152,54 @@ class AsyncSingleFlight:
         """``(computed_here, value)`` for ``key``; ``compute`` returns an awaitable."""
         import asyncio  # noqa: PLC0415 - loaded already when a loop runs
 
+        mark = (id(self), key)
+        if mark in _leading.get():
+            return True, await compute()  # re-entrant: the outer computation stores it
         loop = asyncio.get_running_loop()
         slot = (id(loop), key)
         while True:
             future = self._flights.get(slot)
             if future is None or future.get_loop() is not loop:
                 break
-            ok, value = await asyncio.shield(future)
+            try:
+                ok, value = await asyncio.shield(future)
+            except BaseException:
+                next(self.counters.unserved)
+                raise
             if value is _RETRY:
                 continue
             if not ok:
+                _count_shared_error(self.counters, value)
                 raise value
             return False, value
         future = loop.create_future()
         self._flights[slot] = future
+        token = _leading.set(_leading.get() | {mark})
         try:
-            value = layer.get(key) if layer.recheck else MISSING
-            computed = value is MISSING
-            if computed:
-                value = await compute()
-                if layer.is_async:
-                    await layer.aset(key, value)
-                else:
-                    layer.set(key, value)
-        except asyncio.CancelledError:
-            future.set_result((True, _RETRY))
-            raise
-        except BaseException as exc:
+            computed, value = await _alead(layer, key, compute)
+        except Exception as exc:
             future.set_result((False, exc))
+            raise
+        except BaseException:  # cancelled or interrupted: not the waiters' outcome
+            future.set_result((True, _RETRY))
             raise
         else:
             future.set_result((True, value))
             return computed, value
         finally:
+            _leading.reset(token)
             if self._flights.get(slot) is future:
                 del self._flights[slot]
+
+
+async def _alead(layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
+    """The leader's part for tasks: look once more, else compute and store."""
+    value = layer.get(key) if layer.recheck else MISSING
+    if value is not MISSING:
+        return False, value
+    value = await compute()
+    if layer.is_async:
+        await layer.aset(key, value)
+    else:
+        layer.set(key, value)
+    return True, value

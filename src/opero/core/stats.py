@@ -2,9 +2,11 @@
 
 Counters are ``itertools.count`` objects: ``next()`` on one is a single C call,
 so increments from many threads are never lost and cost no lock on the success
-path.  Calls and attempts are derived rather than counted (a call is either served
-from the cache or enters the retry layer once), which keeps a successful
-uncached call at one increment.
+path.  Calls and attempts are derived rather than counted (a call is served from the
+cache, enters the retry layer once, or ends before either, which is counted on
+that rare path), which keeps a successful uncached call at one increment.  Waits
+and retries are counted once they have happened, so cancelling a call in the
+middle of a backoff never reports a retry that did not run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import threading
 from typing import final
 
+from opero.core import clock
 from opero.core.frozen import Frozen
 
 __all__ = ["Counters", "Statistics"]
@@ -98,6 +101,7 @@ class Counters:
         "failures",
         "fallbacks",
         "retries",
+        "unserved",
     )
 
     def __init__(self) -> None:
@@ -108,6 +112,10 @@ class Counters:
         self.failures = itertools.count()
         self.cache_hits = itertools.count()
         self.cache_misses = itertools.count()
+        #: Calls that ended before reaching the function and were not answered from the
+        #: cache: cancelled or interrupted in a rate-limit wait or while waiting for another
+        #: call's computation of the same key, or given that computation's error.
+        self.unserved = itertools.count()
         self._waited = 0.0
         #: Counts added in bulk by :meth:`add`, on top of the counters.
         self._bulk: dict[str, int] = {}
@@ -123,6 +131,23 @@ class Counters:
         with self._lock:
             self._waited += seconds
 
+    def merge(self, counts: dict[str, int], waited: float = 0.0) -> None:
+        """Add counts made in another process (a map's worker) in one step, under the lock.
+
+        ``counts`` maps counter names to increments (``{"retries": 2, "fallbacks": 6}``),
+        so a reader never sees one chunk's retries without its fallbacks.
+        """
+        with self._lock:
+            bulk = self._bulk
+            for counter, n in counts.items():
+                if n:
+                    bulk[counter] = bulk.get(counter, 0) + n
+            self._waited += waited
+
+    def waited_for(self, seconds: float, since: float) -> None:
+        """Account a wait of ``seconds`` that was cut short: only the part spent, from ``since``."""
+        self.add_wait(min(seconds, max(0.0, clock.now() - since)))
+
     def snapshot(self, cache_errors: int = 0) -> Statistics:
         """The current values as a frozen `Statistics`."""
         bulk = dict(self._bulk)
@@ -134,7 +159,7 @@ class Counters:
         entries, hits = read("entries"), read("cache_hits")
         retries, fallbacks = read("retries"), read("fallbacks")
         return Statistics(
-            calls=entries + hits,
+            calls=entries + hits + read("unserved"),
             attempts=entries + retries + fallbacks,
             retries=retries,
             fallbacks=fallbacks,

@@ -21,6 +21,11 @@ class _Missing:
     def __repr__(self) -> str:
         return "MISSING"
 
+    def __reduce__(self) -> str:
+        # Pickled by name, so it stays the one sentinel after a round trip
+        # (a decorated function shipped by value carries it in its globals).
+        return "MISSING"
+
 
 MISSING: Final = _Missing()
 
