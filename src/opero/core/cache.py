@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, final
 
+from opero.core import validate
 from opero.core.backends.base import namespace_prefix, opened_stores
 from opero.core.backends.memory import MISSING, MemoryBackend
 from opero.core.keys import KeyFunction, freeze, key_function
@@ -33,6 +34,7 @@ __all__ = [
     "CacheLayer",
     "MemoryCache",
     "StoreCache",
+    "check_settings",
     "clear_cache",
     "freeze",
     "key_function",
@@ -191,16 +193,18 @@ def make_cache(
     Raises ConfigurationError for a bad value, an unknown backend, or a
     backend whose optional package is missing (naming the extra to install).
     """
-    _validate(ttl=ttl, namespace=namespace, key=key, maxsize=maxsize)
-    if backend not in BACKENDS:
-        accepted = ", ".join(repr(b) for b in BACKENDS)
-        msg = f"cache_backend must be one of {accepted}; got {backend!r}"
-        raise ConfigurationError(msg)
-    if backend_config is not None and not isinstance(backend_config, dict):
-        msg = f"cache_backend_config must be a dict, got {type(backend_config).__name__}"
-        raise ConfigurationError(msg)
+    check_settings(
+        backend=backend,
+        ttl=ttl,
+        namespace=namespace,
+        key=key,
+        maxsize=maxsize,
+        backend_config=backend_config,
+        serializer=serializer,
+        secret=secret,
+    )
     config = dict(backend_config or {})
-    codec = Codec(serializer, secret)  # validates serializer and secret for every backend
+    codec = Codec(serializer, secret)
     if backend == "memory":
         accept_keys(config, set(), backend)
         if serializer != "pickle" or secret is not None:
@@ -216,30 +220,30 @@ def make_cache(
     return layer
 
 
-def _validate(
+def check_settings(
     *,
+    backend: str,
     ttl: float | None,
     namespace: str,
     key: Callable[..., Hashable] | None,
     maxsize: int | None,
+    backend_config: object,
+    serializer: str,
+    secret: str | bytes | None,
 ) -> None:
-    if ttl is not None and (
-        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-    ):
-        msg = f"cache_ttl must be a number of seconds > 0, or None for no expiry; got {ttl!r}"
-        raise ConfigurationError(msg)
+    """Check the cache settings by value alone, without opening a store (also with cache off)."""
+    Codec(serializer, secret)  # checks cache_serializer and cache_secret
+    validate.choice("cache_backend", backend, BACKENDS)
+    if ttl is not None:
+        validate.number("cache_ttl", ttl, exclusive=True, hint=", or None for no expiry")
     if not isinstance(namespace, str) or not namespace:
-        msg = f"cache_namespace must be a non-empty str, got {namespace!r}"
+        msg = f"cache_namespace must be a non-empty str, got {validate.show(namespace)}"
         raise ConfigurationError(msg)
-    if key is not None and not callable(key):
-        msg = (
-            f"cache_key must be a callable called as cache_key(func, *args, **kwargs), got {key!r}"
-        )
-        raise ConfigurationError(msg)
-    if maxsize is not None and (
-        isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1
-    ):
-        msg = f"cache_maxsize must be an int >= 1, or None for no bound; got {maxsize!r}"
+    validate.function("cache_key", key, "cache_key(func, *args, **kwargs)")
+    if maxsize is not None:
+        validate.integer("cache_maxsize", maxsize, hint=", or None for no bound")
+    if backend_config is not None and not isinstance(backend_config, dict):
+        msg = f"cache_backend_config must be a dict, got {type(backend_config).__name__}"
         raise ConfigurationError(msg)
 
 

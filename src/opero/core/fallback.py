@@ -14,10 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, final
 
+from opero.core import validate
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
-__all__ = ["FallbackPolicy"]
+__all__ = ["FallbackPolicy", "check_settings"]
+
+
+def check_settings(name: str | None, delay: float) -> None:
+    """Check ``arg_fallback`` (None or a name) and ``fallback_delay`` by value alone."""
+    if name is not None and (not isinstance(name, str) or not name):
+        msg = f"arg_fallback must be the name of a parameter (a str), got {validate.show(name)}"
+        raise ConfigurationError(msg)
+    validate.number("fallback_delay", delay)
 
 
 @final
@@ -68,9 +77,7 @@ class FallbackPolicy(Frozen):
         """Locate ``name`` in ``func``'s signature or raise ConfigurationError."""
         import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
 
-        if not isinstance(name, str) or not name:
-            msg = f"arg_fallback must be the name of a parameter (a str), got {name!r}"
-            raise ConfigurationError(msg)
+        check_settings(name, delay)
         try:
             signature = inspect.signature(func)
         except (TypeError, ValueError) as exc:  # builtins without a signature
@@ -92,16 +99,13 @@ class FallbackPolicy(Frozen):
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         position = next((i for i, p in enumerate(positional) if p.name == name), None)
         leading = tuple(p.default for p in positional[: position or 0])
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
-            msg = f"fallback_delay must be a number of seconds >= 0, got {delay!r}"
-            raise ConfigurationError(msg)
         return cls(
             name=name,
             position=position,
             leading_defaults=leading,
             positional_only=param.kind is param.POSITIONAL_ONLY,
             default=param.default,
-            delay=float(delay),
+            delay=validate.number("fallback_delay", delay),
         )
 
     def candidates(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequence[Any] | None:

@@ -16,9 +16,17 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, Final, final
 
+from opero.core import validate
 from opero.exceptions import ConfigurationError
 
-__all__ = ["SCOPES", "Limiter", "PerArgsLimiter", "RateLimit", "limiter_for_scope"]
+__all__ = [
+    "SCOPES",
+    "Limiter",
+    "PerArgsLimiter",
+    "RateLimit",
+    "check_settings",
+    "limiter_for_scope",
+]
 
 #: The scope kinds with a meaning of their own; any other string names a shared group.
 SCOPES: Final = ("per_function", "global", "per_args")
@@ -28,18 +36,41 @@ _PRUNE_AT: Final = 1024
 
 
 def _check_rate(rate: float, burst: int) -> None:
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, (int, float))
-        or not (math.isfinite(rate) and rate > 0)
-    ):
+    # The slowest rate still spaces calls by a wait the platform can sleep.
+    validate.number(
+        "rate_limit",
+        rate,
+        minimum=1 / validate.MAX_SECONDS,
+        maximum=math.inf,
+        kind="a finite number of calls per second",
+        hint=" (0.5 = one call every 2 s)",
+    )
+    validate.integer("rate_limit_burst", burst)
+
+
+def check_settings(
+    rate: float | None, burst: int, scope: str, backend: str, backend_config: object
+) -> None:
+    """Check the rate-limit settings by value alone (also when ``rate_limit`` is None)."""
+    if rate is not None:
+        _check_rate(rate, burst)
+    else:
+        validate.integer("rate_limit_burst", burst)
+    if not isinstance(scope, str) or not scope.strip():
         msg = (
-            "rate_limit must be a number of calls per second > 0 "
-            f"(0.5 = one call every 2 s), got {rate!r}"
+            "rate_limit_scope must be 'per_function', 'global', 'per_args' or a group name, "
+            f"got {validate.show(scope)}"
         )
         raise ConfigurationError(msg)
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        msg = f"rate_limit_burst must be an int >= 1, got {burst!r}"
+    if scope.startswith("per_") and scope not in SCOPES:
+        msg = (
+            f"unknown rate_limit_scope {validate.show(scope)}: the scope kinds are "
+            "'per_function', 'global' and 'per_args' (any other name is a shared group)"
+        )
+        raise ConfigurationError(msg)
+    validate.choice("rate_limit_backend", backend, ("memory", "redis"))
+    if backend_config is not None and not isinstance(backend_config, dict):
+        msg = f"rate_limit_backend_config must be a dict, got {type(backend_config).__name__}"
         raise ConfigurationError(msg)
 
 
@@ -146,19 +177,7 @@ def limiter_for_scope(
     across every function that names it.  A group keeps the rate of the
     function that created it; asking for another rate is a ConfigurationError.
     """
-    _check_rate(rate, burst)
-    if not isinstance(scope, str) or not scope.strip():
-        msg = (
-            f"rate_limit_scope must be 'per_function', 'global', 'per_args' or a group name, "
-            f"got {scope!r}"
-        )
-        raise ConfigurationError(msg)
-    if scope.startswith("per_") and scope not in SCOPES:
-        msg = (
-            f"unknown rate_limit_scope {scope!r}: the scope kinds are 'per_function', "
-            "'global' and 'per_args' (any other name is a shared group)"
-        )
-        raise ConfigurationError(msg)
+    check_settings(rate, burst, scope, backend, backend_config)
     if backend != "memory":
         return _shared_limiter(
             scope=scope,
@@ -196,9 +215,6 @@ def _shared_limiter(
     backend_config: dict[str, Any] | None,
 ) -> Any:
     """A limiter whose schedule lives on a redis server, shared by every process using ``scope``."""
-    if backend != "redis":
-        msg = f"rate_limit_backend must be 'memory' or 'redis', got {backend!r}"
-        raise ConfigurationError(msg)
     if scope == "per_args":
         msg = (
             "rate_limit_scope='per_args' is in-process only; with rate_limit_backend='redis' "
@@ -206,6 +222,7 @@ def _shared_limiter(
         )
         raise ConfigurationError(msg)
     from opero.core.backends.redis import (  # noqa: PLC0415 - optional dependency
+        check_clients,
         make_client,
         redis_settings,
         require_redis,
@@ -213,10 +230,8 @@ def _shared_limiter(
     from opero.core.backends.redis_limiter import RedisLimiter  # noqa: PLC0415
 
     require_redis()
-    if not isinstance(backend_config, (dict, type(None))):
-        msg = "rate_limit_backend_config must be a dict"
-        raise ConfigurationError(msg)
     config = dict(backend_config or {})
+    check_clients(config, "rate_limit_backend_config")
     client = config.pop("client", None)
     async_client = config.pop("async_client", None)
     settings = redis_settings(config, "rate_limit_backend_config")

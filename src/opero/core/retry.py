@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any, final
 
+from opero.core import validate
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
@@ -33,19 +34,10 @@ def normalize_retry_on(
     ):
         msg = (
             "retry_on must be an exception class or a non-empty tuple of exception classes, "
-            f"got {retry_on!r}"
+            f"got {validate.show(retry_on)}"
         )
         raise ConfigurationError(msg)
     return classes
-
-
-def _check_delay(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        msg = f"{name} must be a finite number of seconds, got {value!r}"
-        raise ConfigurationError(msg)
-    if value < 0:
-        msg = f"{name} must be >= 0 seconds, got {value!r}"
-        raise ConfigurationError(msg)
 
 
 @final
@@ -90,38 +82,25 @@ class RetryPolicy(Frozen):
         jitter: bool = False,
         wait: WaitStrategy | None = None,
     ) -> None:
-        if isinstance(retries, bool) or not isinstance(retries, int):
-            msg = f"retries must be an int >= 0, got {retries!r}"
+        retries = validate.integer(
+            "retries", retries, minimum=0, hint=" (retries=N means up to N+1 attempts)"
+        )
+        low = validate.number("min_delay", min_delay)
+        high = validate.number("max_delay", max_delay)
+        if high < low:
+            msg = f"max_delay ({high:g}) must be >= min_delay ({low:g})"
             raise ConfigurationError(msg)
-        if retries < 0:
-            msg = f"retries must be >= 0 (retries=N means up to N+1 attempts), got {retries}"
-            raise ConfigurationError(msg)
-        _check_delay("min_delay", min_delay)
-        _check_delay("max_delay", max_delay)
-        if max_delay < min_delay:
-            msg = f"max_delay ({max_delay}) must be >= min_delay ({min_delay})"
-            raise ConfigurationError(msg)
-        if (
-            isinstance(backoff_factor, bool)
-            or not isinstance(backoff_factor, (int, float))
-            or not (math.isfinite(backoff_factor) and backoff_factor >= 1)
-        ):
-            msg = f"backoff_factor must be a finite number >= 1, got {backoff_factor!r}"
-            raise ConfigurationError(msg)
-        if not isinstance(jitter, bool):
-            msg = f"jitter must be True or False, got {jitter!r}"
-            raise ConfigurationError(msg)
-        if wait is not None and not callable(wait):
-            msg = f"wait must be a tenacity wait strategy (a callable), got {wait!r}"
-            raise ConfigurationError(msg)
+        factor = validate.number(
+            "backoff_factor", backoff_factor, minimum=1.0, maximum=math.inf, kind="a finite number"
+        )
         self._init(
             retries=retries,
             retry_on=normalize_retry_on(retry_on),
-            backoff_factor=float(backoff_factor),
-            min_delay=float(min_delay),
-            max_delay=float(max_delay),
-            jitter=jitter,
-            wait=wait,
+            backoff_factor=factor,
+            min_delay=low,
+            max_delay=high,
+            jitter=validate.flag("jitter", jitter),
+            wait=validate.function("wait", wait, "a tenacity wait strategy"),
         )
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, final
 
-from opero.core import clock
+from opero.core import clock, validate
 from opero.core.backends.base import ByteStore, function_prefix, open_store
 from opero.core.backends.memory import MISSING
 from opero.core.keys import KeyFunction, digest, freeze, key_function
@@ -191,15 +191,34 @@ class StoreCache:
 
 
 def accept_keys(config: dict[str, Any], accepted: set[str], backend: str) -> None:
-    """Reject ``cache_backend_config`` keys unknown to ``backend``, naming the known ones."""
+    """Reject ``cache_backend_config`` keys unknown to ``backend``, and locations not paths.
+
+    ``directory`` and ``path`` must be a str or ``os.PathLike`` naming a str path
+    (``directory`` may also be None for the default location).
+    """
+    import os  # noqa: PLC0415
+
     unknown = set(config) - accepted
     if unknown:
         names = ", ".join(sorted(accepted)) or "none"
-        msg = (
-            f"cache_backend_config for {backend!r} got unknown keys {sorted(unknown)}; "
-            f"accepted: {names}"
-        )
+        given = ", ".join(sorted(map(validate.show, unknown)))
+        msg = f"cache_backend_config for {backend!r} got unknown keys {given}; accepted: {names}"
         raise ConfigurationError(msg)
+    for name in ("directory", "path"):
+        value = config.get(name)
+        if value is None and name == "directory":
+            continue
+        if name in config:
+            try:
+                ok = isinstance(os.fspath(value), str)  # type: ignore[arg-type]
+            except TypeError:
+                ok = False
+            if not ok:
+                msg = (
+                    f"cache_backend_config[{name!r}] for {backend!r} must be a str or "
+                    f"os.PathLike path, got {validate.show(value)}"
+                )
+                raise ConfigurationError(msg)
 
 
 def open_backend(backend: str, config: dict[str, Any]) -> ByteStore:
@@ -228,9 +247,15 @@ def open_backend(backend: str, config: dict[str, Any]) -> ByteStore:
             folder = config.get("directory") or default_directory("sqlite")
             path = Path(folder).expanduser() / "opero-cache.sqlite3"
         return open_store("sqlite", str(path.resolve()), lambda: SqliteStore(path))
-    from opero.core.backends.redis import RedisStore, redis_settings, require_redis  # noqa: PLC0415
+    from opero.core.backends.redis import (  # noqa: PLC0415
+        RedisStore,
+        check_clients,
+        redis_settings,
+        require_redis,
+    )
 
     require_redis()
+    check_clients(config, "cache_backend_config")
     plain = {k: v for k, v in config.items() if k not in ("client", "async_client")}
     settings = redis_settings(plain, "cache_backend_config")
     identity = repr(sorted(settings.items())) + repr(

@@ -12,10 +12,14 @@ from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
+from opero.core import validate
+from opero.core.cache import check_settings as check_cache_settings
 from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
+from opero.core.fallback import check_settings as check_fallback_settings
 from opero.core.pipeline import Pipeline
+from opero.core.rate_limit import check_settings as check_rate_settings
 from opero.core.rate_limit import limiter_for_scope
 from opero.core.retry import RetryPolicy, WaitStrategy, normalize_retry_on
 from opero.core.shell import build_async, build_sync
@@ -32,6 +36,8 @@ R_co = TypeVar("R_co", covariant=True)
 _BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {"backoff_factor": 1.5, "min_delay": 0.1, "max_delay": 30.0, "jitter": False}
 )
+#: The event callbacks (their call forms are checked by ``Callbacks.build``).
+_CALLBACKS = ("on_retry", "on_success", "on_failure", "on_cache_hit")
 
 
 class OperoFunction(Protocol[P, R_co]):
@@ -183,10 +189,32 @@ def opero(
 
 
 def _validate_early(config: Mapping[str, Any]) -> RetryPolicy:
-    """Checks that need no function, so ``opero(retries=-1)`` fails before it is applied."""
-    if not isinstance(config["cache"], bool):
-        msg = f"cache must be True or False, got {config['cache']!r}"
-        raise ConfigurationError(msg)
+    """Checks that need no function, so ``opero(retries=-1)`` fails before it is applied.
+
+    Every setting is checked by value, also those of a layer that is off
+    (``cache_ttl=-1`` without ``cache=True``): a bad value is a mistake either way.
+    """
+    validate.flag("cache", config["cache"])
+    check_cache_settings(
+        backend=config["cache_backend"],
+        ttl=config["cache_ttl"],
+        namespace=config["cache_namespace"],
+        key=config["cache_key"],
+        maxsize=config["cache_maxsize"],
+        backend_config=config["cache_backend_config"],
+        serializer=config["cache_serializer"],
+        secret=config["cache_secret"],
+    )
+    check_rate_settings(
+        config["rate_limit"],
+        config["rate_limit_burst"],
+        config["rate_limit_scope"],
+        config["rate_limit_backend"],
+        config["rate_limit_backend_config"],
+    )
+    check_fallback_settings(config["arg_fallback"], config["fallback_delay"])
+    for name in _CALLBACKS:
+        validate.function(name, config[name], f"{name}(...)")
     return _retry_policy(config)
 
 

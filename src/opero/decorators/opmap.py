@@ -19,8 +19,9 @@ from itertools import chain
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from opero.core import validate
 from opero.core.shell import build_async, build_sync
-from opero.decorators.opero import build_pipeline, opero
+from opero.decorators.opero import _validate_early, build_pipeline, opero
 from opero.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def opmap(
         "client": client,
     }
     _validate(options)
+    _validate_early(_full_config(settings))  # so opmap(retries=-1) fails before it is applied
 
     def decorate(target: Callable[..., Any]) -> Any:
         return _decorate(target, options, settings)
@@ -123,37 +125,20 @@ def _opero_defaults() -> Mapping[str, Any]:
 
 def _validate(options: dict[str, Any]) -> None:
     mode = options["mode"]
-    if mode is not None and mode not in MODES:
-        msg = f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}"
-        raise ConfigurationError(msg)
-    workers = options["workers"]
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        msg = f"workers must be an int >= 1 (or None for the default), got {workers!r}"
-        raise ConfigurationError(msg)
+    if mode is not None:
+        validate.choice("mode", mode, MODES, hint=", or None for the default")
+    if options["workers"] is not None:
+        validate.integer("workers", options["workers"], hint=", or None for the default")
     _validate_cluster(mode, options)
-    timeout = options["timeout"]
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-    ):
-        msg = f"timeout must be a number of seconds > 0, or None; got {timeout!r}"
-        raise ConfigurationError(msg)
-    size = options["chunk_size"]
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        msg = f"chunk_size must be an int >= 1, or None for automatic; got {size!r}"
-        raise ConfigurationError(msg)
-    if options["should_process"] is not None and not callable(options["should_process"]):
-        msg = "should_process must be a callable taking no arguments"
-        raise ConfigurationError(msg)
-    method = options["start_method"]
-    if method is not None and method not in _START_METHODS:
-        msg = f"start_method must be one of {_START_METHODS}; got {method!r}"
-        raise ConfigurationError(msg)
+    if options["timeout"] is not None:
+        validate.number("timeout", options["timeout"], exclusive=True, hint=", or None")
+    if options["chunk_size"] is not None:
+        validate.integer("chunk_size", options["chunk_size"], hint=", or None for automatic")
+    validate.function("should_process", options["should_process"], "should_process()")
+    if options["start_method"] is not None:
+        validate.choice("start_method", options["start_method"], _START_METHODS)
     for name in ("ordered", "progress"):
-        if not isinstance(options[name], bool):
-            msg = f"{name} must be True or False, got {options[name]!r}"
-            raise ConfigurationError(msg)
+        validate.flag(name, options[name])
 
 
 def _validate_cluster(mode: str | None, options: dict[str, Any]) -> None:

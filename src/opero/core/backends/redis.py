@@ -15,7 +15,7 @@ from typing import Any
 from opero.core.backends.base import Health, count_namespaces
 from opero.exceptions import ConfigurationError
 
-__all__ = ["RedisStore", "make_client", "redis_settings", "require_redis"]
+__all__ = ["RedisStore", "check_clients", "make_client", "redis_settings", "require_redis"]
 
 #: The cache_backend_config keys a redis cache accepts.
 REDIS_KEYS = frozenset({"host", "port", "db", "password", "url", "client", "async_client"})
@@ -32,20 +32,59 @@ def require_redis() -> None:
 
 def redis_settings(config: dict[str, Any], what: str) -> dict[str, Any]:
     """Validated connection settings; ``what`` names the parameter in messages."""
+    from opero.core import validate  # noqa: PLC0415
+
     unknown = set(config) - REDIS_KEYS
     if unknown:
-        msg = f"{what} got unknown keys {sorted(unknown)}; accepted: {sorted(REDIS_KEYS)}"
+        names = ", ".join(sorted(map(validate.show, unknown)))
+        msg = f"{what} got unknown keys {names}; accepted: {', '.join(sorted(REDIS_KEYS))}"
         raise ConfigurationError(msg)
     if "url" in config and {"host", "port", "db", "password"} & set(config):
         msg = f"{what}: give either url or host/port/db/password, not both"
         raise ConfigurationError(msg)
+    url = config.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(_SCHEMES)):
+        # Never the URL itself in the message: it may hold a password.
+        msg = f"{what}['url'] must be a str starting with {', '.join(_SCHEMES)}"
+        raise ConfigurationError(msg)
+    host = config.get("host", "localhost")
+    if not isinstance(host, str) or not host:
+        msg = f"{what}['host'] must be a non-empty str, got {validate.show(host)}"
+        raise ConfigurationError(msg)
+    password = config.get("password")
+    if password is not None and not isinstance(password, (str, bytes)):
+        msg = f"{what}['password'] must be a str, bytes or None, got a {type(password).__name__}"
+        raise ConfigurationError(msg)
     return {
-        "url": config.get("url"),
-        "host": config.get("host", "localhost"),
-        "port": int(config.get("port", 6379)),
-        "db": int(config.get("db", 0)),
-        "password": config.get("password"),
+        "url": url,
+        "host": host,
+        "port": validate.integer(
+            f"{what}['port']", _digits(config.get("port", 6379)), minimum=0, maximum=65535
+        ),
+        "db": validate.integer(f"{what}['db']", _digits(config.get("db", 0)), minimum=0),
+        "password": password,
     }
+
+
+#: The URL schemes redis-py connects to.
+_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _digits(value: object) -> object:
+    """A port or db given as a decimal str (read from the environment) as an int."""
+    if isinstance(value, str) and value.isdecimal() and len(value) <= 10:
+        return int(value)
+    return value
+
+
+def check_clients(config: dict[str, Any], what: str) -> None:
+    """``client`` and ``async_client``, if given, must be redis-py clients (sync, asyncio)."""
+    for key in ("client", "async_client"):
+        value = config.get(key)
+        if value is not None and not callable(getattr(value, "execute_command", None)):
+            kind = "redis.Redis" if key == "client" else "redis.asyncio.Redis"
+            msg = f"{what}[{key!r}] must be a {kind} client, got a {type(value).__name__}"
+            raise ConfigurationError(msg)
 
 
 def describe(settings: dict[str, Any]) -> str:
