@@ -21,9 +21,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +34,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis_servers import OwnServer, free_port, started_server
 
 from opero import ConfigurationError, opero
 from opero.core.backends.redis_limiter import RedisLimiter
@@ -360,13 +358,6 @@ def test_three_processes_share_one_rate(scope: str) -> None:
 # --- redis unreachable ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 WARNING_TEXT = (
     r"opero: shared rate limit '{scope}' unavailable \((ConnectionError|TimeoutError)\); "
     r"limiting within this process until redis answers again"
@@ -422,52 +413,14 @@ async def test_unreachable_redis_async_limits_in_process_and_warns_once(
 # --- redis goes away and comes back -------------------------------------------------------
 
 
-class PrivateServer:
-    """A redis-server of this test's own, on a free port, that the test stops and starts."""
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        options = ("--bind", HOST, "--save", "", "--appendonly", "no")
-        self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server on port {self.port} did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture
-def private_server() -> Iterator[PrivateServer]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        unavailable("redis-server is not installed")
-        raise AssertionError  # unreachable: unavailable() skips or fails
-    server = PrivateServer(executable)
-    try:
-        server.start()
+def private_server() -> Iterator[OwnServer]:
+    with started_server() as server:
         yield server
-    finally:
-        if server.process is not None:
-            server.process.kill()
-            server.process.wait(timeout=10)
 
 
 def test_recovers_the_shared_schedule_when_redis_comes_back(
-    private_server: PrivateServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    private_server: OwnServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="opero")
     key = PREFIX + "comeback"
@@ -484,19 +437,21 @@ def test_recovers_the_shared_schedule_when_redis_comes_back(
         assert check.exists(key)  # shared, for the next 4 s
 
         private_server.stop()
-        assert [reserve(), reserve()] == [0.0, 4.0]  # in-process from here
-        clock.advance(1.0)
-        assert reserve() == pytest.approx(7.0)  # asked redis again, still down
+        # In-process from here, after the start the server gave: 4 s later, then 8 s.
+        assert [reserve(), reserve()] == [4.0, 8.0]
+        clock.advance(1.0)  # past the first cool-down (0.5 s)
+        assert reserve() == pytest.approx(11.0)  # asked redis again, still down
         assert len(fallback_warnings(caplog)) == 1
 
         private_server.start()  # empty: nothing saved
-        assert reserve() == pytest.approx(11.0)  # too soon to ask again
+        assert reserve() == pytest.approx(15.0)  # the cool-down is 1 s now: too soon to ask
         assert not check.exists(key)
         clock.advance(1.0)
-        shared = [timed(reserve) for _ in range(2)]
-        assert shared[0][1] == 0.0  # a fresh shared schedule
+        # A fresh shared schedule, but its starts keep clear of the in-process ones
+        # still ahead (the last at +15 s): 19 s from the first advance, then 4 s more.
+        shared = [reserve(), reserve()]
         assert check.exists(key)
-        assert_gcra(shared, rate=0.25, burst=1)  # the second about 4 s later
+        assert shared == pytest.approx([18.0, 22.0], abs=TOLERANCE)
     finally:
         limiter.close()
         check.close()

@@ -8,69 +8,21 @@ session still finds it, and it is stopped when the module's tests are done.
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
-from store_helpers import REDIS_HOST, answers, opero_warnings, store_warnings, unavailable
+from redis_servers import OwnServer, started_server
+from store_helpers import REDIS_HOST, opero_warnings, store_warnings
 
 from opero import opero
 from opero.testing import FakeClock
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((REDIS_HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnServer:
-    """A redis-server the tests stop and start on one port."""
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(self.executable, "--port", str(self.port), "--bind", REDIS_HOST),
-                *("--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while not answers(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server on port {self.port} did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture(scope="module")
 def own_server_process() -> Iterator[OwnServer]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        unavailable("redis-server is not installed")
-        raise AssertionError  # unreachable: unavailable() skips or fails
-    server = OwnServer(executable)
-    try:
-        server.start()
+    with started_server() as server:
         yield server
-    finally:
-        if server.process is not None:
-            server.process.kill()
-            server.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, final, runtime_checkable
 
 from opero.core import clock
 
 __all__ = [
     "KEY_ROOT",
     "ByteStore",
+    "CoolDown",
     "Health",
     "count_namespaces",
     "function_prefix",
@@ -91,29 +92,107 @@ class ByteStore(Protocol):
         ...
 
 
+@final
+class CoolDown:
+    """When to ask a server again after it failed: not during a cool-down, then one caller.
+
+    After a failure nobody asks for ``first`` seconds, doubling up to ``longest``
+    while failures go on, so a dead or frozen server costs one call per cool-down
+    its timeout rather than every call.  When a cool-down ends, :meth:`available`
+    lets exactly one caller through (the probe); the others keep to their
+    fallback until the probe reports, or until ``lease`` seconds have passed for
+    a probe that never reports (a cancelled task).  Times are read from opero's
+    clock, so tests move them with :class:`~opero.testing.FakeClock`.
+
+    Example:
+        >>> cool = CoolDown(first=0.5, longest=30.0)
+        >>> cool.failed(), cool.available(), cool.succeeded(), cool.available()
+        (True, False, True, True)
+    """
+
+    __slots__ = ("_cooldown", "_lock", "_out", "_probing", "_retry_at", "first", "lease", "longest")
+
+    def __init__(self, first: float = 0.5, longest: float = 30.0, lease: float = 5.0) -> None:
+        #: Seconds of the first cool-down, and of the longest one.
+        self.first, self.longest = float(first), float(longest)
+        #: Seconds a probe keeps the others out if it never reports.
+        self.lease = float(lease)
+        self._out = False
+        self._probing = False
+        self._cooldown = 0.0
+        #: During an outage, when the next caller may probe.
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        """Whether this caller may ask the server (False while cooling down or probing)."""
+        if not self._out:
+            return True
+        with self._lock:
+            if not self._out:
+                return True
+            current = clock.now()
+            if current < self._retry_at:
+                return False
+            # This caller probes; the others wait for its outcome (or the lease).
+            self._probing = True
+            self._retry_at = current + max(self._cooldown, self.lease)
+            return True
+
+    def failed(self) -> bool:
+        """Start or lengthen the cool-down; True if this failure began an outage."""
+        with self._lock:
+            began = not self._out
+            self._out, self._probing = True, False
+            self._cooldown = (
+                self.first if began else min(self.longest, max(self._cooldown * 2, self.first))
+            )
+            self._retry_at = clock.now() + self._cooldown
+        return began
+
+    def succeeded(self) -> bool:
+        """The server answered; True if that ended an outage."""
+        if not self._out:
+            return False
+        with self._lock:
+            ended = self._out
+            self._out = self._probing = False
+            self._cooldown = 0.0
+        return ended
+
+    def release(self) -> None:
+        """A probe ended without a verdict: the next caller may probe at once."""
+        if self._probing:
+            with self._lock:
+                if self._probing:
+                    self._probing = False
+                    self._retry_at = min(self._retry_at, clock.now())
+
+
 class Health:
     """Failures of one store: logged once per kind, then skipped for a short cool-down.
 
-    After a failure the store is not asked again until a cool-down has passed
-    (0.5 s, doubling up to 30 s while it keeps failing), so a dead server costs
-    each call nothing rather than a connection timeout.  The first success
-    ends the outage and a later failure is logged again.
+    After a read, write or clear failure the store is not asked again until a
+    :class:`CoolDown` has passed (0.5 s, doubling up to 30 s while it keeps
+    failing), and then by one call at a time, so a dead or frozen server costs
+    one call per cool-down its timeout rather than every call.  The first
+    success ends the outage and a later failure is logged again.
     """
 
-    __slots__ = ("_cooldown", "_down_until", "_failing", "_lock", "errors", "name")
+    __slots__ = ("_failing", "_lock", "cool_down", "errors", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, lease: float = 5.0) -> None:
         self.name = name
         #: Failed operations, counted.
         self.errors = 0
         self._failing: set[str] = set()
-        self._down_until = 0.0
-        self._cooldown = 0.0
+        #: ``lease``: the longest one operation on the store can take.
+        self.cool_down = CoolDown(0.5, 30.0, lease)
         self._lock = threading.Lock()
 
     def available(self) -> bool:
-        """False while cooling down after a failure."""
-        return not self._down_until or clock.now() >= self._down_until
+        """False while cooling down after a failure, and for all but one caller after it."""
+        return self.cool_down.available()
 
     def failed(self, kind: str, exc: BaseException) -> None:
         """Record a failure of ``kind`` (``"read"``, ``"write"``, ``"corrupt"``...)."""
@@ -121,9 +200,11 @@ class Health:
             self.errors += 1
             first = kind not in self._failing
             self._failing.add(kind)
-            if kind in ("read", "write", "clear"):
-                self._cooldown = min(30.0, self._cooldown * 2 or 0.5)
-                self._down_until = clock.now() + self._cooldown
+        if kind in _OUTAGES:
+            self.cool_down.failed()
+        else:
+            # A bad entry or value: the store itself answered.
+            self.cool_down.release()
         if first:
             until = " until it works again" if kind in _RESOLVES else ""
             logger.warning(
@@ -139,17 +220,18 @@ class Health:
 
     def succeeded(self, kind: str) -> None:
         """Record that ``kind`` works (again); a good read also ends decode failures."""
-        if self._failing or self._down_until:
+        if kind in ("read", "write"):
+            self.cool_down.succeeded()
+        if self._failing:
             with self._lock:
                 for resolved in _RESOLVES.get(kind, (kind,)):
                     if resolved in self._failing:
                         self._failing.discard(resolved)
                         logger.info("opero cache %s: %s works again", self.name, resolved)
-                if kind in ("read", "write"):
-                    self._down_until = 0.0
-                    self._cooldown = 0.0
 
 
+#: Failures that mean the store cannot be reached: they start a cool-down.
+_OUTAGES = frozenset({"read", "write", "clear"})
 #: A success of one kind also ends these kinds of failure.  Bad entries
 #: ("corrupt", "signature") and unencodable values ("encode") are not outages
 #: that end: they are reported once per store, so two writers that disagree

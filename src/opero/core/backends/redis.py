@@ -15,10 +15,34 @@ from typing import Any
 from opero.core.backends.base import Health, count_namespaces
 from opero.exceptions import ConfigurationError
 
-__all__ = ["RedisStore", "check_clients", "make_client", "redis_settings", "require_redis"]
+__all__ = [
+    "POOL_DEFAULTS",
+    "RedisStore",
+    "aclose_client",
+    "call_bound",
+    "check_clients",
+    "close_client",
+    "make_client",
+    "redis_settings",
+    "require_redis",
+]
+
+#: How long a call may wait, in seconds, and how many connections a client keeps.
+#: The defaults are short: a cache or limiter that cannot answer quickly is worse
+#: than none, and opero falls back (cache skipped, limit kept in-process) rather
+#: than waits.  ``pool_timeout`` is the wait for a free connection when all
+#: ``max_connections`` are busy: a full pool waits, it is not an outage.
+POOL_DEFAULTS: dict[str, float | int] = {
+    "socket_connect_timeout": 1.0,
+    "socket_timeout": 2.0,
+    "pool_timeout": 2.0,
+    "max_connections": 100,
+}
 
 #: The cache_backend_config keys a redis cache accepts.
-REDIS_KEYS = frozenset({"host", "port", "db", "password", "url", "client", "async_client"})
+REDIS_KEYS = frozenset(
+    {"host", "port", "db", "password", "url", "client", "async_client", *POOL_DEFAULTS}
+)
 
 
 def require_redis() -> None:
@@ -55,7 +79,7 @@ def redis_settings(config: dict[str, Any], what: str) -> dict[str, Any]:
     if password is not None and not isinstance(password, (str, bytes)):
         msg = f"{what}['password'] must be a str, bytes or None, got a {type(password).__name__}"
         raise ConfigurationError(msg)
-    return {
+    return _pool_settings(config, what) | {
         "url": url,
         "host": host,
         "port": validate.integer(
@@ -87,6 +111,28 @@ def check_clients(config: dict[str, Any], what: str) -> None:
             raise ConfigurationError(msg)
 
 
+def _pool_settings(config: dict[str, Any], what: str) -> dict[str, Any]:
+    """The timeouts and pool size in ``config``, checked, with the defaults filled in."""
+    from opero.core import validate  # noqa: PLC0415
+
+    settings: dict[str, Any] = {}
+    for key, default in POOL_DEFAULTS.items():
+        value = config.get(key, default)
+        name = f"{what}[{key!r}]"
+        if key == "max_connections":
+            settings[key] = validate.integer(name, value, maximum=2**31)
+        else:
+            settings[key] = validate.number(name, value, exclusive=True)
+    return settings
+
+
+def call_bound(settings: dict[str, Any]) -> float:
+    """The longest one command can take with ``settings``: a free connection, connecting,
+    and two replies (the handshake's and the command's), in seconds."""
+    waits = settings["pool_timeout"] + settings["socket_connect_timeout"]
+    return float(waits + 2 * settings["socket_timeout"])
+
+
 def describe(settings: dict[str, Any]) -> str:
     """Where the server is, without credentials."""
     if settings["url"]:
@@ -100,8 +146,11 @@ def describe(settings: dict[str, Any]) -> str:
 def make_client(settings: dict[str, Any], *, use_async: bool) -> Any:
     """A redis-py client (sync, or asyncio) for validated ``settings``.
 
-    Short socket timeouts: a cache or limiter that cannot answer quickly is
-    worse than none, and opero falls back rather than waits.
+    Its pool is a ``BlockingConnectionPool``: beyond ``max_connections``
+    concurrent commands a caller waits up to ``pool_timeout`` for a free
+    connection.  A plain pool fails at once instead (redis-py 8 caps it at 100
+    connections with ``MaxConnectionsError``), which would read as an outage
+    under a burst of concurrent calls.  Close it with :func:`close_client`.
     """
     import redis  # noqa: PLC0415
     import redis.asyncio  # noqa: PLC0415
@@ -110,23 +159,45 @@ def make_client(settings: dict[str, Any], *, use_async: bool) -> Any:
     from redis.backoff import NoBackoff  # noqa: PLC0415
 
     cls: Any = redis.asyncio.Redis if use_async else redis.Redis
+    pool_cls: Any = (
+        redis.asyncio.BlockingConnectionPool if use_async else redis.BlockingConnectionPool
+    )
     # redis-py retries a refused connection ten times with backoff by default
     # (seconds per call while the server is down); opero has its own fallback.
     retry: Any = (redis.asyncio.retry.Retry if use_async else redis.retry.Retry)(NoBackoff(), 0)
     options: dict[str, Any] = {
-        "socket_connect_timeout": 1.0,
-        "socket_timeout": 2.0,
+        "max_connections": settings["max_connections"],
+        "timeout": settings["pool_timeout"],
+        "socket_connect_timeout": settings["socket_connect_timeout"],
+        "socket_timeout": settings["socket_timeout"],
         "retry": retry,
     }
     if settings["url"]:
-        return cls.from_url(settings["url"], **options)
-    return cls(
-        host=settings["host"],
-        port=settings["port"],
-        db=settings["db"],
-        password=settings["password"],
-        **options,
-    )
+        pool = pool_cls.from_url(settings["url"], **options)
+    else:
+        pool = pool_cls(
+            host=settings["host"],
+            port=settings["port"],
+            db=settings["db"],
+            password=settings["password"],
+            **options,
+        )
+    # With a pool given, the client takes its settings (retry included) from the pool.
+    return cls(connection_pool=pool)
+
+
+def close_client(client: Any) -> None:
+    """Close a sync client and the connections of its pool (redis-py 5's ``close()``
+    leaves a given pool's connections open)."""
+    client.close()
+    client.connection_pool.disconnect()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close an asyncio client and its pool's connections (``aclose`` is redis-py >= 5.0.1)."""
+    close = getattr(client, "aclose", None) or client.close
+    await close()
+    await client.connection_pool.disconnect()
 
 
 async def close_with_loop(client: Any) -> AsyncGenerator[None, None]:
@@ -139,7 +210,7 @@ async def close_with_loop(client: Any) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await aclose_client(client)
 
 
 class RedisStore:
@@ -157,7 +228,7 @@ class RedisStore:
             plain = {k: kw[k] for k in ("host", "port", "db", "password") if kw.get(k) is not None}
         self.settings = redis_settings(plain, "cache_backend_config")
         self.location = "a given client" if self._given else describe(self.settings)
-        self.health = Health(f"redis {self.location}")
+        self.health = Health(f"redis {self.location}", lease=call_bound(self.settings))
         self._client: Any = self._given
         #: id(loop) -> (loop, client, closer): an asyncio client belongs to one loop.
         self._async: dict[int, tuple[Any, Any, Any]] = {}
@@ -236,5 +307,5 @@ class RedisStore:
     def close(self) -> None:
         with self._lock:
             if self._client is not None and self._client is not self._given:
-                self._client.close()
+                close_client(self._client)
             self._client = self._given

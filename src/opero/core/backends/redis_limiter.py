@@ -7,8 +7,17 @@ agree on the schedule, and two callers never get the same slot.
 
 A limiter must never fail a call nor stop limiting, so while redis cannot be
 reached each call falls back to an in-process :class:`Limiter` of the same rate
-(the limit then holds per process), redis is asked again at most every
-``retry_after`` seconds, and the shared schedule resumes when it answers.
+(the limit then holds per process).  After a failure redis rests for a
+cool-down (:class:`~opero.core.backends.base.CoolDown`: ``retry_after``
+seconds, doubling up to ``max_retry_after``), then one call at a time asks it
+again, so a frozen server costs one call per cool-down its socket timeout; the
+shared schedule resumes when it answers.
+
+The in-process schedule also records every start the server hands this
+process.  So when redis goes away it continues after the slots already booked,
+and when redis comes back (perhaps empty, having forgotten every booking) a
+shared start is never placed among the in-process starts still ahead: within
+one process the rate holds across the outage and the recovery.
 
 redis is an optional dependency, imported only when a shared limit is asked
 for.  Needs Redis 5 or newer (a script that reads ``TIME`` before writing).
@@ -28,7 +37,8 @@ import redis.asyncio
 from redis.commands.core import AsyncScript
 
 from opero.core import clock
-from opero.core.backends.redis import close_with_loop
+from opero.core.backends.base import CoolDown
+from opero.core.backends.redis import close_client, close_with_loop
 from opero.core.rate_limit import Limiter
 from opero.exceptions import ConfigurationError
 
@@ -84,23 +94,27 @@ class RedisLimiter:
         rate: Calls per second (> 0).
         burst: Calls that may start at once (>= 1).
         scope: Names the shared schedule; the redis key is ``key_prefix + scope``.
-        client_factory: Builds the sync client (called once, here).  Give it a
-            short connect timeout and few retries: each attempt to reach a
-            server that is down is paid by one call, at most every ``retry_after``.
+        client_factory: Builds the sync client (called once, here).  Give it
+            short timeouts and no retries: a call that finds the server frozen
+            waits for them, one call per cool-down.
         async_client_factory: Builds one asyncio client per event loop.  Without
             it, :meth:`areserve_for` runs the sync client in a worker thread.
         key_prefix: Put before ``scope`` to form the key.
-        retry_after: Seconds between two attempts to reach redis while it is down.
+        retry_after: Seconds of the first cool-down after redis failed.
+        max_retry_after: The longest cool-down, reached by doubling while redis
+            keeps failing; in-process limiting lasts at most this long after
+            redis is back.
     """
 
     __slots__ = (
         "_async_factory",
         "_client",
-        "_fallback",
+        "_cool",
         "_key",
+        "_local",
+        "_local_until",
         "_lock",
         "_loops",
-        "_retry_at",
         "_script",
         "_script_args",
         "burst",
@@ -119,27 +133,37 @@ class RedisLimiter:
         client_factory: Callable[[], redis.Redis],
         async_client_factory: Callable[[], redis.asyncio.Redis] | None = None,
         key_prefix: str = "opero:ratelimit:",
-        retry_after: float = 1.0,
+        retry_after: float = 0.5,
+        max_retry_after: float = 5.0,
     ) -> None:
-        #: The schedule used while redis is unreachable; it also validates rate and burst.
-        self._fallback = Limiter(rate, burst)
+        #: This process's own schedule: every start it was given, and the one
+        #: used while redis is unreachable.  It also validates rate and burst.
+        self._local = Limiter(rate, burst)
         if not isinstance(scope, str) or not scope:
             msg = f"a shared rate limit needs a non-empty scope name, got {scope!r}"
             raise ConfigurationError(msg)
-        if (
-            isinstance(retry_after, bool)
-            or not isinstance(retry_after, (int, float))
-            or not (math.isfinite(retry_after) and retry_after >= 0)
+        for name, value, least in (
+            ("retry_after", retry_after, 0.0),
+            ("max_retry_after", max_retry_after, retry_after),
         ):
-            msg = f"retry_after must be a number of seconds >= 0, got {retry_after!r}"
-            raise ConfigurationError(msg)
-        self.rate = self._fallback.rate
-        self.burst = self._fallback.burst
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= least)
+            ):
+                msg = f"{name} must be a number of seconds >= {least!r}, got {value!r}"
+                raise ConfigurationError(msg)
+        self.rate = self._local.rate
+        self.burst = self._local.burst
         #: Seconds between two starts.
-        self.interval = self._fallback.interval
+        self.interval = self._local.interval
         self.scope = scope
-        #: Seconds between two attempts to reach redis while it is down.
+        #: Seconds of the first cool-down after redis failed.
         self.retry_after = float(retry_after)
+        # Every probe reports (see _ask), so no lease is needed to unblock the others.
+        self._cool = CoolDown(self.retry_after, float(max_retry_after), lease=math.inf)
+        #: Until when starts handed out in-process lie ahead (-inf: none).
+        self._local_until = -math.inf
         self._key = key_prefix + scope
         interval_us = self.interval * 1e6
         self._script_args = (repr(interval_us), repr((self.burst - 1) * interval_us))
@@ -148,24 +172,25 @@ class RedisLimiter:
         self._async_factory = async_client_factory
         self._loops: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
-        #: ``None`` while redis answers; during an outage, when to ask it again.
-        self._retry_at: float | None = None
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Claim the next shared start; return the seconds to wait for it.
 
-        ``now`` only matters while redis is unreachable and the in-process
-        schedule stands in; the shared schedule runs on the server's clock.
+        The limiter reads opero's clock itself once redis has answered (asking
+        can take a while), so ``now`` is not used; the shared schedule runs on
+        the server's clock.
         """
-        if self._should_ask():
+        if self._cool.available():
             try:
                 answer = self._script(keys=[self._key], args=self._script_args)
             except _UNAVAILABLE as error:
                 self._lost(error)
+            except BaseException:
+                self._cool.release()
+                raise
             else:
-                self._answered()
-                return float(answer) / 1e6
-        return self._fallback.reserve(now)
+                return self._shared_start(answer)
+        return self._own_start()
 
     async def areserve_for(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
@@ -173,20 +198,22 @@ class RedisLimiter:
         """:meth:`reserve_for` without blocking the event loop."""
         if self._async_factory is None:
             return await asyncio.to_thread(self.reserve_for, args, kwargs, now)
-        if self._should_ask():
+        if self._cool.available():
             try:
                 script = await self._script_for_running_loop(self._async_factory)
                 answer = await script(keys=[self._key], args=self._script_args)
             except _UNAVAILABLE as error:
                 self._lost(error)
+            except BaseException:  # cancelled while asking: let the next call probe
+                self._cool.release()
+                raise
             else:
-                self._answered()
-                return float(answer) / 1e6
-        return self._fallback.reserve(now)
+                return self._shared_start(answer)
+        return self._own_start()
 
     def close(self) -> None:
         """Close the sync client's connections (async clients close with their loops)."""
-        self._client.close()
+        close_client(self._client)
 
     async def aclose(self) -> None:
         """Close the running loop's async client now rather than at loop shutdown."""
@@ -212,26 +239,31 @@ class RedisLimiter:
         await entry.closer.asend(None)
         return entry.script
 
-    def _should_ask(self) -> bool:
-        """Whether this call goes to redis: always while it answers, else one call per pause."""
-        if self._retry_at is None:
-            return True
-        with self._lock:
-            if self._retry_at is None:
-                return True
-            current = clock.now()
-            if current < self._retry_at:
-                return False
-            # This call probes; the others keep to the fallback until it is answered.
-            self._retry_at = current + self.retry_after
-            return True
+    def _shared_start(self, answer: bytes | str) -> float:
+        """The wait for the start redis gave, recorded in this process's own schedule."""
+        delay = float(answer) / 1e6
+        current = clock.now()
+        start = current + delay
+        # Record the start, so that an outage continues after it.
+        extra = self._local.reserve(start)
+        if self._cool.succeeded():
+            logger.info("opero: shared rate limit %r restored", self.scope)
+        if start < self._local_until:
+            # Starts handed out in-process are still ahead, and redis does not know
+            # them (it may have restarted empty): this one must keep clear of them.
+            return delay + extra
+        return delay
+
+    def _own_start(self) -> float:
+        """The wait for the next start of this process's own schedule (redis unreachable)."""
+        current = clock.now()
+        wait = self._local.reserve(current)
+        self._local_until = max(self._local_until, current + wait + self.interval)
+        return wait
 
     def _lost(self, error: BaseException) -> None:
-        """Switch to the in-process schedule; warn once per outage."""
-        with self._lock:
-            first = self._retry_at is None
-            self._retry_at = clock.now() + self.retry_after
-        if first:
+        """Cool down before asking redis again; warn once per outage."""
+        if self._cool.failed():
             # Only the error's type: its text can name the server, and a URL can hold a password.
             logger.warning(
                 "opero: shared rate limit %r unavailable (%s); "
@@ -239,13 +271,3 @@ class RedisLimiter:
                 self.scope,
                 type(error).__name__,
             )
-
-    def _answered(self) -> None:
-        """Back to the shared schedule after an outage."""
-        if self._retry_at is None:
-            return
-        with self._lock:
-            restored = self._retry_at is not None
-            self._retry_at = None
-        if restored:
-            logger.info("opero: shared rate limit %r restored", self.scope)
