@@ -41,6 +41,17 @@ def _open(args: argparse.Namespace) -> Any:
     return open_backend(args.backend, config)
 
 
+def _error(args: argparse.Namespace, text: str) -> None:
+    """Print ``text`` to stderr with the credentials of ``--url`` masked.
+
+    A server's error may quote the URL it was given; the password in
+    ``redis://user:password@host`` must not reach a terminal or a CI log.
+    """
+    from opero.core.secrets import scrub, url_secrets  # noqa: PLC0415
+
+    print(scrub(text, url_secrets(args.url or "")), file=sys.stderr)
+
+
 def _cache_command(args: argparse.Namespace) -> int:
     from opero.core.backends.base import namespace_prefix  # noqa: PLC0415
     from opero.exceptions import ConfigurationError  # noqa: PLC0415
@@ -48,8 +59,11 @@ def _cache_command(args: argparse.Namespace) -> int:
     try:
         store = _open(args)
     except ConfigurationError as exc:
-        print(f"opero: {exc}", file=sys.stderr)
+        _error(args, f"opero: {exc}")
         return 2
+    except Exception as exc:  # e.g. a directory that cannot be created
+        _error(args, f"opero: cannot open the {args.backend} cache: {type(exc).__name__}: {exc}")
+        return 1
     prefix = namespace_prefix(args.namespace)
     scope = f"namespace {args.namespace!r}" if args.namespace else "all namespaces"
     try:
@@ -78,9 +92,9 @@ def _cache_command(args: argparse.Namespace) -> int:
         print(f"cleared {removed} entries ({scope}) from {store.kind} cache at {store.location}")
         return 0
     except Exception as exc:  # a CLI reports, it does not trace back
-        print(
+        _error(
+            args,
             f"opero: {store.kind} cache at {store.location} failed: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
         )
         return 1
     finally:

@@ -92,10 +92,6 @@ class Pipeline(Frozen):
             flights=AsyncSingleFlight(counters) if is_async else SingleFlight(counters),
             factory=factory,
         )
-        # The shells keep some of these parts in their closures; see opero.core.owned.
-        counters.own(self)
-        if cache is not None:
-            cache.own(self, "cache")
 
     # A pipeline is one function's live state: identity, not value, equality.
     __eq__ = object.__eq__

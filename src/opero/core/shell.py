@@ -58,19 +58,17 @@ def refused(error: BaseException) -> bool:
 
 
 # Pickling: a decorated function shipped by value (cloudpickle, distributed) carries
-# its closures.  So they hold ``p`` (which pickles as "rebuild from the function and
-# its settings", see ``Pipeline.__reduce__``), stateless values, and on the hot path
-# parts of ``p`` that pickle as that same part of the rebuilt pipeline (counters,
-# the cache and its ``get``; see ``opero.core.owned``).  Everything else of the live
-# state (limiter, flights) is read through ``p``, so an unpickled function gets one
-# consistent fresh state.
+# its closures.  So they hold only ``p`` (which pickles as "rebuild from the
+# function and its settings", see ``Pipeline.__reduce__``) and stateless values;
+# every piece of live state (counters, cache, limiter, flights) is read through
+# ``p`` at call time, so an unpickled function gets one consistent fresh state.
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
     fn = p.func
     retry_on = p.retry.retry_on
-    cache, has_limiter = p.cache, p.limiter is not None
+    has_cache, has_limiter = p.cache is not None, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -79,7 +77,6 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         cb.on_retry,
         cb.on_cache_hit,
     )
-    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
 
     def failed(error: BaseException) -> None:
         p.non_retryable(error)
@@ -121,7 +118,7 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
                 raise
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(entries)
+        next(p.counters.entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
@@ -159,7 +156,7 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         # For @opmap's process workers: call ``fn`` directly, and only on an error
         # continue the same retry loop here (the success path then costs one call).
         def resume(error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            next(entries)
+            next(p.counters.entries)
             if not isinstance(error, retry_on) or refused(error):
                 if not never_retried(error):
                     failed(error)
@@ -170,34 +167,33 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         attempts._opero_resume = resume  # type: ignore[attr-defined]
 
     inner = limited if has_limiter else attempts
-    if cache is None:
+    if not has_cache:
         # Without a limiter this is the whole wrapper: one try around the call.
         return inner
 
-    key_of, read, safe_read = cache.key, cache.read, cache.get
-
     def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
+        cache = p.cache
+        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
         if key is MISSING:
             return inner(*args, **kwargs)
         try:
-            value = read(key)
+            value = cache.read(key)  # type: ignore[union-attr]
         except Exception:  # unhashable key or a failing backend: the careful path
-            value = safe_read(key)
+            value = cache.get(key)  # type: ignore[union-attr]
         if value is MISSING:
-            key = cache.hashable(key)
+            key = cache.hashable(key)  # type: ignore[union-attr]
             if key is MISSING:
                 return inner(*args, **kwargs)
 
             def compute() -> Any:
-                next(misses)
+                next(p.counters.cache_misses)
                 return inner(*args, **kwargs)
 
             flights = cast("SingleFlight", p.flights)
-            computed, value = flights.run(cache, key, compute)
+            computed, value = flights.run(cache, key, compute)  # type: ignore[arg-type]
             if computed:
                 return value
-        next(hits)
+        next(p.counters.cache_hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:
@@ -211,7 +207,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
     fn = p.func
     retry_on = p.retry.retry_on
-    cache, has_limiter = p.cache, p.limiter is not None
+    has_cache, has_limiter = p.cache is not None, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -220,7 +216,6 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         cb.on_retry,
         cb.on_cache_hit,
     )
-    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
 
     async def failed(error: BaseException) -> None:
         p.non_retryable(error)
@@ -262,7 +257,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
                 raise
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(entries)
+        next(p.counters.entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
@@ -297,37 +292,35 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         return await attempts(*args, **kwargs)
 
     inner = limited if has_limiter else attempts
-    if cache is None:
+    if not has_cache:
         return inner
 
-    key_of, read, safe_read = cache.key, cache.read, cache.get
-    async_store = cache.is_async
-
     async def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
+        cache = p.cache
+        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
         if key is MISSING:
             return await inner(*args, **kwargs)
-        if async_store:
-            value = await cache.aget(key)
+        if cache.is_async:  # type: ignore[union-attr]
+            value = await cache.aget(key)  # type: ignore[union-attr]
         else:
             try:
-                value = read(key)
+                value = cache.read(key)  # type: ignore[union-attr]
             except Exception:  # unhashable key or a failing backend: the careful path
-                value = safe_read(key)
+                value = cache.get(key)  # type: ignore[union-attr]
         if value is MISSING:
-            key = cache.hashable(key)
+            key = cache.hashable(key)  # type: ignore[union-attr]
             if key is MISSING:
                 return await inner(*args, **kwargs)
 
             def compute() -> Awaitable[Any]:
-                next(misses)
+                next(p.counters.cache_misses)
                 return inner(*args, **kwargs)
 
             flights = cast("AsyncSingleFlight", p.flights)
-            computed, value = await flights.run(cache, key, compute)
+            computed, value = await flights.run(cache, key, compute)  # type: ignore[arg-type]
             if computed:
                 return value
-        next(hits)
+        next(p.counters.cache_hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:

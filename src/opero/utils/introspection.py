@@ -30,8 +30,11 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     """What opero did to ``func``: configuration, layers (outermost first) and statistics.
 
     ``cache`` holds what the cache backend reports (backend, entries, and size
-    where that is cheap).  Callbacks, cache-key functions and the cache secret
-    appear by name only, never by value.
+    where that is cheap).  Callbacks and cache-key functions appear by name;
+    the cache secret and every credential in ``cache_backend_config`` and
+    ``rate_limit_backend_config`` (a ``password`` or ``username`` key, a URL's
+    ``user:password@`` or ``?password=``) appear as ``"<set>"``, and a given
+    client object by its type only.
     """
     pipeline = _pipeline(func)
     info: dict[str, Any] = {
@@ -45,9 +48,10 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     }
     if pipeline is None:
         return info
+    from opero.core.secrets import masked_settings  # noqa: PLC0415 - only when asked
+
     info["configuration"] = {
-        name: ("<set>" if name == "cache_secret" and value is not None else _describe(value))
-        for name, value in pipeline.config.items()
+        name: _describe(value) for name, value in masked_settings(pipeline.config).items()
     }
     info["layers"] = list(pipeline.layers)
     info["statistics"] = pipeline.statistics().as_dict()

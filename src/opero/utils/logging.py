@@ -3,6 +3,10 @@
 Importing opero attaches only a ``NullHandler``: a library never configures
 the root logger.  :func:`configure_logging` attaches exactly one handler of its
 own and replaces it on a second call instead of duplicating lines.
+
+The logger also carries a filter that masks credentials in every line it
+handles, whatever handler the application attaches: a server's error may quote
+the URL it was given, and ``redis://user:password@host`` must not reach a log.
 """
 
 from __future__ import annotations
@@ -13,9 +17,41 @@ from typing import TextIO
 
 __all__ = ["configure_logging", "logger"]
 
+
+
+class _HideCredentials(logging.Filter):
+    """Masks URL credentials (``user:password@``, ``?password=``) in a record and its traceback.
+
+    Cheap for the usual line: the masking runs only when the text has ``://``
+    or ``=`` in it, and then only on records that are actually handled.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: logging reports it itself
+            return True
+        if "://" in message or "=" in message:
+            from opero.core.secrets import scrub  # noqa: PLC0415 - only when needed
+
+            masked = scrub(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            from opero.core.secrets import scrub  # noqa: PLC0415
+
+            text = logging.Formatter().formatException(record.exc_info)
+            masked = scrub(text)
+            if masked != text:
+                record.exc_text = masked
+        return True
+
+
 #: The logger every opero module writes to.
 logger = logging.getLogger("opero")
 logger.addHandler(logging.NullHandler())
+if not any(isinstance(f, _HideCredentials) for f in logger.filters):  # a reload adds none
+    logger.addFilter(_HideCredentials())
 
 _DEFAULT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 _handler: logging.Handler | None = None

@@ -71,6 +71,12 @@ def redis_settings(config: dict[str, Any], what: str) -> dict[str, Any]:
         # Never the URL itself in the message: it may hold a password.
         msg = f"{what}['url'] must be a str starting with {', '.join(_SCHEMES)}"
         raise ConfigurationError(msg)
+    if url is not None:
+        try:
+            describe({"url": url})
+        except ValueError:
+            msg = f"{what}['url'] is not a valid URL: its host or port cannot be read"
+            raise ConfigurationError(msg) from None
     host = config.get("host", "localhost")
     if not isinstance(host, str) or not host:
         msg = f"{what}['host'] must be a non-empty str, got {validate.show(host)}"
@@ -139,6 +145,8 @@ def describe(settings: dict[str, Any]) -> str:
         from urllib.parse import urlsplit  # noqa: PLC0415
 
         parts = urlsplit(settings["url"])
+        if parts.scheme == "unix":
+            return f"unix://{parts.path}"
         return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
     return f"redis://{settings['host']}:{settings['port']}/{settings['db']}"
 
