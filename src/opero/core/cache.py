@@ -24,6 +24,7 @@ from opero.core import validate
 from opero.core.backends.base import namespace_prefix, opened_stores
 from opero.core.backends.memory import MISSING, MemoryBackend
 from opero.core.keys import KeyFunction, freeze, key_function
+from opero.core.owned import Owned
 from opero.core.serialize import Codec
 from opero.core.store_cache import StoreCache, accept_keys, open_backend
 from opero.exceptions import ConfigurationError
@@ -51,7 +52,7 @@ _LIVE_LAYERS: weakref.WeakSet[MemoryCache | StoreCache] = weakref.WeakSet()
 
 
 @final
-class MemoryCache:
+class MemoryCache(Owned):
     """One decorated function's in-memory cache: keys, an LRU store, and failure handling.
 
     A cache that fails never fails the call: a key, read or write error is
@@ -59,7 +60,17 @@ class MemoryCache:
     again), counted in ``errors``, and the call goes on as if it missed.
     """
 
-    __slots__ = ("__weakref__", "_failing", "backend", "errors", "key", "namespace", "read", "ttl")
+    __slots__ = (
+        "__weakref__",
+        "_failing",
+        "_owner",
+        "backend",
+        "errors",
+        "key",
+        "namespace",
+        "read",
+        "ttl",
+    )
 
     #: Reads and writes are in-process: the async shell calls them without awaiting.
     is_async = False
@@ -102,31 +113,40 @@ class MemoryCache:
 
         return custom_key
 
+    def own(self, root: Any, *path: str) -> None:
+        """Tie this cache and its backend to their pipeline, so they pickle as its own."""
+        super().own(root, *path)
+        self.backend.own(root, *path, "backend")
+
     def get(self, key: Hashable) -> Any:
-        """The value cached under ``key``, or ``MISSING`` (also when the read failed)."""
+        """The value cached under ``key``, or ``MISSING`` (also when the read failed).
+
+        A key that cannot be looked up as it is (unhashable, or a ``__hash__``
+        that raises) is frozen first; one that cannot be frozen either is a
+        key failure, and the call goes on uncached.
+        """
         try:
             value = self.read(key)
-        except TypeError:
-            try:
-                frozen = freeze(key)
-            except TypeError:
-                return MISSING  # no key can be built; hashable() reports it
-            return self.get(frozen)
         except Exception as exc:
-            self._failed("read", exc)
-            return MISSING
+            usable = self.hashable(key)
+            if usable is MISSING:
+                return MISSING
+            if usable is key:  # the key hashes: the lookup itself failed
+                self._failed("read", exc)
+                return MISSING
+            return self.get(usable)
         if self._failing:
             self._failing.discard("read")
         return value
 
     def hashable(self, key: Hashable) -> Hashable:
-        """``key`` itself if hashable, else its frozen form, or ``MISSING`` if it has none."""
+        """``key`` itself if it hashes, else its frozen form, or ``MISSING`` if it has none."""
         try:
             hash(key)
-        except TypeError:
+        except Exception:  # TypeError, or whatever a user's __hash__ raises
             try:
                 return freeze(key)
-            except TypeError as exc:
+            except Exception as exc:
                 self._failed("key", exc)
                 return MISSING
         return key

@@ -53,3 +53,21 @@ class Frozen:
 
     def __hash__(self) -> int:
         return hash(tuple(self.as_dict().items()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt through ``_init``: the default would set each slot with the
+        # ``__setattr__`` that freezing forbids.
+        cls = type(self)
+        state = {
+            name: getattr(self, name)
+            for klass in cls.__mro__
+            for name in getattr(klass, "__slots__", ())
+            if name != "__weakref__" and hasattr(self, name)
+        }
+        return (_restore, (cls, state))
+
+
+def _restore(cls: type[Frozen], state: dict[str, Any]) -> Frozen:
+    obj = object.__new__(cls)
+    obj._init(**state)
+    return obj

@@ -92,10 +92,23 @@ class Pipeline(Frozen):
             flights=AsyncSingleFlight(counters) if is_async else SingleFlight(counters),
             factory=factory,
         )
+        # The shells keep some of these parts in their closures; see opero.core.owned.
+        counters.own(self)
+        if cache is not None:
+            cache.own(self, "cache")
 
     # A pipeline is one function's live state: identity, not value, equality.
     __eq__ = object.__eq__
     __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        # Not every field: ``config`` can hold redis passwords, shown masked here.
+        from opero.core.secrets import masked_settings  # noqa: PLC0415 - only when shown
+
+        return (
+            f"Pipeline(name={self.name!r}, layers={list(self.layers)!r}, "
+            f"config={masked_settings(self.config)!r})"
+        )
 
     def __repr__(self) -> str:
         # Not every field: ``config`` can hold redis passwords, shown masked here.

@@ -58,17 +58,19 @@ def refused(error: BaseException) -> bool:
 
 
 # Pickling: a decorated function shipped by value (cloudpickle, distributed) carries
-# its closures.  So they hold only ``p`` (which pickles as "rebuild from the
-# function and its settings", see ``Pipeline.__reduce__``) and stateless values;
-# every piece of live state (counters, cache, limiter, flights) is read through
-# ``p`` at call time, so an unpickled function gets one consistent fresh state.
+# its closures.  So they hold ``p`` (which pickles as "rebuild from the function and
+# its settings", see ``Pipeline.__reduce__``), stateless values, and on the hot path
+# parts of ``p`` that pickle as that same part of the rebuilt pipeline (counters,
+# the cache and its ``get``; see ``opero.core.owned``).  Everything else of the live
+# state (limiter, flights) is read through ``p``, so an unpickled function gets one
+# consistent fresh state.
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
     fn = p.func
     retry_on = p.retry.retry_on
-    has_cache, has_limiter = p.cache is not None, p.limiter is not None
+    cache, has_limiter = p.cache, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -77,6 +79,7 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         cb.on_retry,
         cb.on_cache_hit,
     )
+    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
 
     def failed(error: BaseException) -> None:
         p.non_retryable(error)
@@ -118,7 +121,7 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
                 raise
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(p.counters.entries)
+        next(entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
@@ -156,7 +159,7 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         # For @opmap's process workers: call ``fn`` directly, and only on an error
         # continue the same retry loop here (the success path then costs one call).
         def resume(error: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            next(p.counters.entries)
+            next(entries)
             if not isinstance(error, retry_on) or refused(error):
                 if not never_retried(error):
                     failed(error)
@@ -167,33 +170,34 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         attempts._opero_resume = resume  # type: ignore[attr-defined]
 
     inner = limited if has_limiter else attempts
-    if not has_cache:
+    if cache is None:
         # Without a limiter this is the whole wrapper: one try around the call.
         return inner
 
+    key_of, read, safe_read = cache.key, cache.read, cache.get
+
     def call(*args: Any, **kwargs: Any) -> Any:
-        cache = p.cache
-        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
+        key: Hashable = key_of(args, kwargs)
         if key is MISSING:
             return inner(*args, **kwargs)
         try:
-            value = cache.read(key)  # type: ignore[union-attr]
+            value = read(key)
         except Exception:  # unhashable key or a failing backend: the careful path
-            value = cache.get(key)  # type: ignore[union-attr]
+            value = safe_read(key)
         if value is MISSING:
-            key = cache.hashable(key)  # type: ignore[union-attr]
+            key = cache.hashable(key)
             if key is MISSING:
                 return inner(*args, **kwargs)
 
             def compute() -> Any:
-                next(p.counters.cache_misses)
+                next(misses)
                 return inner(*args, **kwargs)
 
             flights = cast("SingleFlight", p.flights)
-            computed, value = flights.run(cache, key, compute)  # type: ignore[arg-type]
+            computed, value = flights.run(cache, key, compute)
             if computed:
                 return value
-        next(p.counters.cache_hits)
+        next(hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:
@@ -207,7 +211,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
     fn = p.func
     retry_on = p.retry.retry_on
-    has_cache, has_limiter = p.cache is not None, p.limiter is not None
+    cache, has_limiter = p.cache, p.limiter is not None
     has_fallback = p.fallback is not None
     cb = p.callbacks
     on_success, on_failure, on_retry, on_hit = (
@@ -216,6 +220,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         cb.on_retry,
         cb.on_cache_hit,
     )
+    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
 
     async def failed(error: BaseException) -> None:
         p.non_retryable(error)
@@ -257,7 +262,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
                 raise
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
-        next(p.counters.entries)
+        next(entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
         )
@@ -292,35 +297,37 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         return await attempts(*args, **kwargs)
 
     inner = limited if has_limiter else attempts
-    if not has_cache:
+    if cache is None:
         return inner
 
+    key_of, read, safe_read = cache.key, cache.read, cache.get
+    async_store = cache.is_async
+
     async def call(*args: Any, **kwargs: Any) -> Any:
-        cache = p.cache
-        key: Hashable = cache.key(args, kwargs)  # type: ignore[union-attr]
+        key: Hashable = key_of(args, kwargs)
         if key is MISSING:
             return await inner(*args, **kwargs)
-        if cache.is_async:  # type: ignore[union-attr]
-            value = await cache.aget(key)  # type: ignore[union-attr]
+        if async_store:
+            value = await cache.aget(key)
         else:
             try:
-                value = cache.read(key)  # type: ignore[union-attr]
+                value = read(key)
             except Exception:  # unhashable key or a failing backend: the careful path
-                value = cache.get(key)  # type: ignore[union-attr]
+                value = safe_read(key)
         if value is MISSING:
-            key = cache.hashable(key)  # type: ignore[union-attr]
+            key = cache.hashable(key)
             if key is MISSING:
                 return await inner(*args, **kwargs)
 
             def compute() -> Awaitable[Any]:
-                next(p.counters.cache_misses)
+                next(misses)
                 return inner(*args, **kwargs)
 
             flights = cast("AsyncSingleFlight", p.flights)
-            computed, value = await flights.run(cache, key, compute)  # type: ignore[arg-type]
+            computed, value = await flights.run(cache, key, compute)
             if computed:
                 return value
-        next(p.counters.cache_hits)
+        next(hits)
         if debug_enabled(DEBUG):
             p.log_hit()
         if on_hit is not None:

@@ -17,6 +17,7 @@ from typing import final
 
 from opero.core import clock
 from opero.core.frozen import Frozen
+from opero.core.owned import Owned
 
 __all__ = ["Counters", "Statistics"]
 
@@ -82,9 +83,31 @@ class Statistics(Frozen):
         )
 
 
+@final
+class _Count(Owned, itertools.count):  # type: ignore[type-arg]
+    """An ``itertools.count`` (``next()`` is one C call) that pickles as its pipeline's own."""
+
+    __slots__ = ("_owner",)
+    # Ahead of count's own __reduce__, which would pickle a detached copy.
+    __reduce__ = Owned.__reduce__
+
+
 def _value(counter: itertools.count[int]) -> int:
-    # count's repr is "count(N)"; reading it does not advance the counter.
-    return int(repr(counter)[6:-1])
+    # count's repr is "count(N)" ("_Count(N)" here); reading it does not advance it.
+    text = repr(counter)
+    return int(text[text.index("(") + 1 : -1])
+
+
+#: The names of the ``_Count`` counters of `Counters`.
+_COUNTERS = (
+    "entries",
+    "retries",
+    "fallbacks",
+    "failures",
+    "cache_hits",
+    "cache_misses",
+    "unserved",
+)
 
 
 @final
@@ -106,20 +129,25 @@ class Counters:
 
     def __init__(self) -> None:
         #: Calls that reached the retry layer (not served from the cache).
-        self.entries = itertools.count()
-        self.retries = itertools.count()
-        self.fallbacks = itertools.count()
-        self.failures = itertools.count()
-        self.cache_hits = itertools.count()
-        self.cache_misses = itertools.count()
+        self.entries = _Count()
+        self.retries = _Count()
+        self.fallbacks = _Count()
+        self.failures = _Count()
+        self.cache_hits = _Count()
+        self.cache_misses = _Count()
         #: Calls that ended before reaching the function and were not answered from the
         #: cache: cancelled or interrupted in a rate-limit wait or while waiting for another
         #: call's computation of the same key, or given that computation's error.
-        self.unserved = itertools.count()
+        self.unserved = _Count()
         self._waited = 0.0
         #: Counts added in bulk by :meth:`add`, on top of the counters.
         self._bulk: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def own(self, root: object) -> None:
+        """Tie each counter to ``root`` (its pipeline), so they pickle as its own."""
+        for name in _COUNTERS:
+            getattr(self, name).own(root, "counters", name)
 
     def add(self, counter: str, n: int) -> None:
         """Count ``n`` at once (a whole chunk of a map), under the lock: one step, not n."""

@@ -15,6 +15,7 @@ from opero.core import clock, validate
 from opero.core.backends.base import ByteStore, function_prefix, open_store
 from opero.core.backends.memory import MISSING
 from opero.core.keys import KeyFunction, digest, freeze, key_function
+from opero.core.owned import Owned
 from opero.core.serialize import Codec, UnreadableEntryError
 from opero.exceptions import ConfigurationError
 
@@ -22,7 +23,7 @@ __all__ = ["StoreCache", "accept_keys", "open_backend"]
 
 
 @final
-class StoreCache:
+class StoreCache(Owned):
     """One decorated function's cache in a persistent or shared store (disk, sqlite, redis).
 
     Keys are ``opero:{namespace}:{module.qualname}:{digest of the arguments}``
@@ -38,6 +39,7 @@ class StoreCache:
 
     __slots__ = (
         "__weakref__",
+        "_owner",
         "codec",
         "errors",
         "is_async",

@@ -299,7 +299,9 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
         limiter=limiter,
         fallback=fallback,
         callbacks=callbacks,
-        config=config,
+        config=config if isinstance(config, MappingProxyType) else MappingProxyType(dict(config)),
+        is_async=is_async,
+        factory=build_pipeline,
     )
 
 
@@ -310,10 +312,7 @@ def _decorate(func: Callable[..., Any], config: Mapping[str, Any]) -> Any:
     shell = build_async(pipeline) if inspect.iscoroutinefunction(func) else build_sync(pipeline)
     wrapper = functools.wraps(func)(shell)
     wrapper.__opero__ = pipeline  # type: ignore[attr-defined]
+    # Bound methods of the pipeline, so a pickled function keeps them tied to its own state.
     wrapper.statistics = pipeline.statistics  # type: ignore[attr-defined]
-    wrapper.cache_clear = pipeline.cache.clear if pipeline.cache else _nothing_cached  # type: ignore[attr-defined]
+    wrapper.cache_clear = pipeline.cache_clear  # type: ignore[attr-defined]
     return wrapper
-
-
-def _nothing_cached() -> None:
-    """``cache_clear`` of a function decorated without ``cache=True``."""

@@ -8,6 +8,7 @@ from collections.abc import Hashable
 from typing import Any, Final, final
 
 from opero.core import clock
+from opero.core.owned import Owned
 
 __all__ = ["MISSING", "MemoryBackend"]
 
@@ -31,14 +32,14 @@ MISSING: Final = _Missing()
 
 
 @final
-class MemoryBackend:
+class MemoryBackend(Owned):
     """Least-recently-used store of at most ``maxsize`` entries, each expiring after ``ttl``.
 
     Expired entries are dropped when read or when they reach the LRU end; the
     time comes from :mod:`opero.core.clock` so tests can move it.
     """
 
-    __slots__ = ("_data", "_lock", "maxsize", "ttl")
+    __slots__ = ("_data", "_lock", "_owner", "maxsize", "ttl")
 
     def __init__(self, maxsize: int | None = None, ttl: float | None = None) -> None:
         #: Most entries kept; ``None`` for no bound.
