@@ -110,15 +110,6 @@ class Pipeline(Frozen):
             f"config={masked_settings(self.config)!r})"
         )
 
-    def __repr__(self) -> str:
-        # Not every field: ``config`` can hold redis passwords, shown masked here.
-        from opero.core.secrets import masked_settings  # noqa: PLC0415 - only when shown
-
-        return (
-            f"Pipeline(name={self.name!r}, layers={list(self.layers)!r}, "
-            f"config={masked_settings(self.config)!r})"
-        )
-
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as "build it again from the function and its settings".
 
