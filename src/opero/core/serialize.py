@@ -17,6 +17,7 @@ import hmac
 import struct
 from typing import Any, Final, final
 
+from opero.core import validate
 from opero.core.backends.memory import MISSING
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
@@ -52,9 +53,7 @@ class Codec(Frozen):
     _code: bytes
 
     def __init__(self, serializer: str = "pickle", secret: str | bytes | None = None) -> None:
-        if serializer not in SERIALIZERS:
-            msg = f"cache_serializer must be one of {SERIALIZERS!r}, got {serializer!r}"
-            raise ConfigurationError(msg)
+        validate.choice("cache_serializer", serializer, SERIALIZERS)
         if secret is not None and (not isinstance(secret, (str, bytes)) or not secret):
             msg = "cache_secret must be a non-empty str or bytes"
             raise ConfigurationError(msg)

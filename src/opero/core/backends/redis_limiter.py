@@ -36,7 +36,7 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
-from opero.core import clock
+from opero.core import clock, validate
 from opero.core.backends.base import CoolDown
 from opero.core.backends.redis import close_client, close_with_loop
 from opero.core.rate_limit import Limiter
@@ -142,17 +142,8 @@ class RedisLimiter:
         if not isinstance(scope, str) or not scope:
             msg = f"a shared rate limit needs a non-empty scope name, got {scope!r}"
             raise ConfigurationError(msg)
-        for name, value, least in (
-            ("retry_after", retry_after, 0.0),
-            ("max_retry_after", max_retry_after, retry_after),
-        ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value >= least)
-            ):
-                msg = f"{name} must be a number of seconds >= {least!r}, got {value!r}"
-                raise ConfigurationError(msg)
+        least = validate.number("retry_after", retry_after)
+        validate.number("max_retry_after", max_retry_after, minimum=least)
         self.rate = self._local.rate
         self.burst = self._local.burst
         #: Seconds between two starts.
