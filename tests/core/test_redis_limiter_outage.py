@@ -164,9 +164,10 @@ def test_threads_across_a_stop_and_restart_keep_the_rate(server: OwnServer) -> N
 
 # --- frozen (SIGSTOP) --------------------------------------------------------------------
 
-#: Small timeouts keep the test fast; a call that paid one takes at least this long.
-TIMEOUTS = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "pool_timeout": 0.3}
-PAID = 0.25
+#: Small timeouts keep the test fast (the default socket timeout is 2 s); a call that
+#: paid one takes at least about this long, and a call that did not, a few milliseconds.
+TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "pool_timeout": 0.5}
+PAID = 0.4
 
 
 def frozen_config(server: OwnServer) -> dict[str, Any]:

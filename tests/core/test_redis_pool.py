@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis_servers import OwnServer, started_server
 from store_helpers import REDIS_DB, REDIS_HOST, REDIS_PORT, opero_warnings
 
 from opero import ConfigurationError, opero
@@ -109,17 +110,25 @@ def test_64_threads_keep_the_shared_rate(
     assert_spaced(starts, begin, 200)
 
 
-def test_redis_cache_keeps_caching_above_the_pool_size(
-    redis_namespace: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    runs: list[int] = []
+@pytest.fixture
+def server() -> Iterator[OwnServer]:
+    """A server of the test's own: another process's ``clear_cache()`` on the shared
+    server's test database (other test runs) cannot empty it between two rounds."""
+    with started_server() as started:
+        yield started
 
-    @opero(
-        cache=True,
-        cache_backend="redis",
-        cache_backend_config=CONFIG,
-        cache_namespace=redis_namespace,
-    )
+
+@pytest.mark.parametrize("max_connections", [None, 2], ids=["default-pool", "pool-of-2"])
+def test_redis_cache_keeps_caching_above_the_pool_size(
+    max_connections: int | None, server: OwnServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """4 rounds of 200 concurrent calls over 10 keys compute each key once."""
+    runs: list[int] = []
+    config: dict[str, Any] = {"host": REDIS_HOST, "port": server.port}
+    if max_connections is not None:
+        config["max_connections"] = max_connections  # 200 tasks queue for 2 connections
+
+    @opero(cache=True, cache_backend="redis", cache_backend_config=config)
     async def square(x: int) -> int:
         runs.append(x)
         await asyncio.sleep(0.01)
