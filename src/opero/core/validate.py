@@ -74,19 +74,19 @@ def number(
     ``exclusive`` makes ``minimum`` itself invalid (``> minimum`` instead of ``>=``).
     ``hint`` is appended to the accepted range, e.g. ``", or None for no expiry"``.
     """
-    bound = "" if maximum == math.inf else f" and <= {maximum:g}"
-    accepted = f"{kind} {'>' if exclusive else '>='} {minimum:g}{bound}{hint}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(name, accepted, value)
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond float range
-        raise _fail(name, accepted, value) from None
-    if not math.isfinite(result) or not (
+    result = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond float range: rejected below
+            result = math.nan
+    if math.isfinite(result) and (
         minimum < result <= maximum if exclusive else minimum <= result <= maximum
     ):
-        raise _fail(name, accepted, value)
-    return result
+        return result
+    bound = "" if maximum == math.inf else f" and <= {maximum:g}"
+    accepted = f"{kind} {'>' if exclusive else '>='} {minimum:g}{bound}{hint}"
+    raise _fail(name, accepted, value)
 
 
 def integer(
