@@ -18,7 +18,6 @@ from typing import TextIO
 __all__ = ["configure_logging", "logger"]
 
 
-
 class _HideCredentials(logging.Filter):
     """Masks URL credentials (``user:password@``, ``?password=``) in a record and its traceback.
 
