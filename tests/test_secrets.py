@@ -33,7 +33,18 @@ CONFIGS = [
     pytest.param({"url": "redis://app:{}@127.0.0.1:6379/0"}, id="url-user-password"),
     pytest.param({"url": "redis://:{}@127.0.0.1:6379/0"}, id="url-password"),
     pytest.param({"url": "rediss://:{}@127.0.0.1:1/0"}, id="rediss"),
-    pytest.param({"url": "unix:///tmp/opero-no.sock?db=0&password={}"}, id="unix-query"),
+    pytest.param(
+        {"url": "unix:///tmp/opero-no.sock?db=0&password={}"},
+        id="unix-query",
+        # redis-py 5.0.0 leaves the socket of a failed unix connect open (fixed later).
+        marks=[
+            pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+            pytest.mark.filterwarnings(
+                "ignore:Exception ignored in. <socket.socket"
+                ":pytest.PytestUnraisableExceptionWarning"
+            ),
+        ],
+    ),
     pytest.param({"host": "127.0.0.1", "port": 1, "password": "{}"}, id="password-key"),
 ]
 
