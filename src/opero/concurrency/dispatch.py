@@ -9,7 +9,7 @@ outcomes in order and keeps the progress bar.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 from opero.concurrency.collect import Collector
@@ -31,6 +31,7 @@ class MapPlan:
         "pipeline",
         "progress",
         "retries",
+        "settings",
         "should_process",
         "spec",
         "start_method",
@@ -60,6 +61,8 @@ class MapPlan:
     spec: Any
     #: Thread and async modes: the full per-item @opero wrapper.
     thread_call: Any
+    #: The map's own settings as it runs them (mode, workers, ordered, ...), for introspection.
+    settings: Mapping[str, Any]
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:

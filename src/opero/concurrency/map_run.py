@@ -27,12 +27,15 @@ from opero.concurrency.pool import (
     Batch,
     Chunk,
     ThreadJob,
-    WorkerSpec,
     kill_process_pool,
     process_pool,
+    thread_pool,
+)
+from opero.concurrency.worker import (
+    WorkerSpec,
+    merge_delta,
     run_chunk_in_worker,
     run_chunk_with_deadline,
-    thread_pool,
 )
 from opero.core import clock
 from opero.exceptions import CancelledItemError, ConcurrencyError
@@ -197,7 +200,10 @@ class MapRun:
             owner = id(plan) if plan.timeout is not None else None
             for last_try in (False, True):
                 self.pool = process_pool(
-                    plan.start_method, self.workers, warm=plan.timeout is not None, owner=owner
+                    plan.start_method,
+                    self.workers,
+                    warm=spec if plan.timeout is not None else None,
+                    owner=owner,
                 )
                 try:
                     future = self.pool.submit(
@@ -265,13 +271,14 @@ class MapRun:
             problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
             self.ready.append(_failed_batch(indices, lambda: ConcurrencyError(problem)))
             return
-        if self.executor is not None:
-            values, failed = payload  # unpickled where it was fetched (cluster._fetch)
+        if not self.process:
+            values, failed = payload
         else:
-            values, failed = pickle.loads(payload) if self.process else payload  # noqa: S301
-        if self.process:
-            if failed:
-                self.plan.pipeline.counters.add("failures", len(failed))
+            # Dask: unpickled where it was fetched (cluster._fetch).
+            unpacked = payload if self.executor is not None else pickle.loads(payload)  # noqa: S301
+            values, failed, delta = unpacked
+            # The worker's retries, fallbacks and failures: counted where they happened.
+            merge_delta(self.plan.pipeline.counters, delta)
             if self.cache is not None:
                 self.cache.store(items, values, failed)
         self.ready.append((indices, values, failed))

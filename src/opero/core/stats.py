@@ -159,6 +159,20 @@ class Counters:
         with self._lock:
             self._waited += seconds
 
+    def tally(self) -> tuple[int, int, int, float]:
+        """``(retries, fallbacks, failures, waited)`` now, without building a `Statistics`.
+
+        A map's worker reads it before and after each chunk and sends the difference
+        to the parent (see :meth:`merge`), so it has to be cheap.
+        """
+        bulk = self._bulk
+        return (
+            _value(self.retries) + bulk.get("retries", 0),
+            _value(self.fallbacks) + bulk.get("fallbacks", 0),
+            _value(self.failures) + bulk.get("failures", 0),
+            self._waited,
+        )
+
     def merge(self, counts: dict[str, int], waited: float = 0.0) -> None:
         """Add counts made in another process (a map's worker) in one step, under the lock.
 

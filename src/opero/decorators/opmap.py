@@ -167,7 +167,8 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
     import inspect  # noqa: PLC0415
 
     from opero.concurrency.dispatch import MapPlan, iterate  # noqa: PLC0415
-    from opero.concurrency.pool import WorkerSpec, default_start_method  # noqa: PLC0415
+    from opero.concurrency.pool import default_start_method  # noqa: PLC0415
+    from opero.concurrency.worker import WorkerSpec  # noqa: PLC0415
 
     is_async = inspect.iscoroutinefunction(func)
     mode = options["mode"] or ("async" if is_async else "thread")
@@ -184,26 +185,29 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         raise ConfigurationError(msg)
     config = _full_config(settings)
     process = mode in _REMOTE
+    # One pipeline from every setting, in every mode: it validates them, holds the
+    # statistics (process modes: the workers' counts are added to it) and is what
+    # get_opero_info shows.  In process modes the parent uses only its cache and
+    # rate limit; the workers run the same settings without those two.
+    parent = build_pipeline(func, config)
     if process:
-        # The parent keeps the cache and the rate limit; workers get retries and fallbacks.
-        parent = build_pipeline(func, {**config, "retries": 0, "arg_fallback": None})
         worker_config = {**config, "cache": False, "rate_limit": None}
-        build_pipeline(func, worker_config)  # validate here, not in a worker
         spec = WorkerSpec(functools.partial(_worker_call, func, worker_config))
         thread_call = None
     else:
-        parent = build_pipeline(func, config)
         spec = None
         thread_call = build_sync(parent) if not is_async else build_async(parent)
+    start_method = options["start_method"] or default_start_method()
+    workers = options["workers"] or (0 if mode == "dask" else 4)
     plan = MapPlan(
         mode=mode,
-        workers=options["workers"] or (0 if mode == "dask" else 4),
+        workers=workers,
         client=options["client"],
         chunk_size=options["chunk_size"],
         timeout=options["timeout"],
         should_process=options["should_process"],
         progress=options["progress"],
-        start_method=options["start_method"] or default_start_method(),
+        start_method=start_method,
         retries=config["retries"],
         cache=parent.cache if process else None,
         limiter=parent.limiter if process else None,
@@ -211,6 +215,10 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         on_cache_hit=parent.callbacks.on_cache_hit,
         spec=spec,
         thread_call=thread_call,
+        # What get_opero_info shows next to the @opero settings: the map's own, as it runs them.
+        settings=MappingProxyType(
+            {**options, "mode": mode, "workers": workers, "start_method": start_method}
+        ),
     )
     ordered = options["ordered"]
     if mode == "async":
@@ -231,11 +239,12 @@ def _worker_call(func: Callable[..., Any], config: dict[str, Any]) -> Callable[.
     import inspect  # noqa: PLC0415
 
     pipeline = build_pipeline(func, config)
-    if inspect.iscoroutinefunction(func):
-        call = build_async(pipeline)
-        call._opero_is_async = True  # type: ignore[attr-defined]
-        return call
-    return build_sync(pipeline)
+    is_async = inspect.iscoroutinefunction(func)
+    call: Callable[..., Any] = build_async(pipeline) if is_async else build_sync(pipeline)
+    call._opero_is_async = is_async  # type: ignore[attr-defined]
+    # Read before and after each chunk: its retries, fallbacks and failures go to the parent.
+    call._opero_tally = pipeline.counters.tally  # type: ignore[attr-defined]
+    return call
 
 
 def _attach(wrapper: Any, func: Callable[..., Any], plan: MapPlan) -> Any:

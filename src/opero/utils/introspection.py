@@ -53,6 +53,11 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     info["configuration"] = {
         name: _describe(value) for name, value in masked_settings(pipeline.config).items()
     }
+    # A mapped function's own settings (mode, workers, ordered, timeout, ...) as it runs them.
+    map_settings = getattr(getattr(func, "__opmap__", None), "settings", None) or {}
+    info["configuration"].update(
+        {name: _describe(v) for name, v in masked_settings(map_settings).items()}
+    )
     info["layers"] = list(pipeline.layers)
     info["statistics"] = pipeline.statistics().as_dict()
     if pipeline.cache is not None:
@@ -78,6 +83,13 @@ def analyze_function(func: Callable[..., Any]) -> str:
         return f"Function '{name}' is not decorated with Opero."
     config = info["configuration"]
     lines = [f"Analysis of '{name}':", "  ✓ @opero decorator applied"]
+    if info["is_opmap_decorated"] and "mode" in config:
+        lines.append(
+            f"    - Map: mode {config['mode']}, {config['workers'] or 'automatic'} workers, "
+            f"chunk size {config['chunk_size'] or 'automatic'}, "
+            f"timeout {config['timeout'] if config['timeout'] is not None else 'none'}, "
+            f"{'ordered' if config['ordered'] else 'completion order'}"
+        )
     lines.append(f"    - Retries: {config['retries']} (up to {config['retries'] + 1} attempts)")
     if config["wait"] is not None:
         lines.append(f"    - Backoff: tenacity strategy {config['wait']}")
