@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from opero.core.backends.base import Health, count_namespaces
+from opero.core.backends.coalesce import SharedReads
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -240,6 +241,7 @@ class RedisStore:
         self._client: Any = self._given
         #: id(loop) -> (loop, client, closer): an asyncio client belongs to one loop.
         self._async: dict[int, tuple[Any, Any, Any]] = {}
+        self._reads = SharedReads()
         self._lock = threading.Lock()
 
     def client(self) -> Any:
@@ -277,9 +279,13 @@ class RedisStore:
         self.client().set(key, data, px=px)
 
     async def aget(self, key: str) -> bytes | None:
-        """Like :meth:`get`, on the running loop's asyncio client."""
-        value = await (await self.async_client()).get(key)
+        """Like :meth:`get`, on the running loop's asyncio client; concurrent reads of
+        one key share one round trip (see :mod:`~opero.core.backends.coalesce`)."""
+        value = await self._reads.read(key, lambda: self._aget(key))
         return bytes(value) if value is not None else None
+
+    async def _aget(self, key: str) -> Any:
+        return await (await self.async_client()).get(key)
 
     async def aset(self, key: str, data: bytes, ttl: float | None) -> None:
         """Like :meth:`set`, on the running loop's asyncio client."""
