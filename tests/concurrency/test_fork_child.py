@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from worker_helpers import pid_after, run_script, square, write_script
@@ -142,6 +143,22 @@ def test_registry_lock_held_at_fork_time() -> None:
     finally:
         release.set()
         holder.join()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_fork_while_the_parent_is_mapping(mode: str) -> None:
+    """Another parent thread is in the middle of a map at the fork: both maps come out right."""
+    mapped = opmap(mode=mode, workers=2, chunk_size=1, progress=False)(pid_after)
+    running: dict[str, Any] = {}
+    parent_map = threading.Thread(target=lambda: running.update(out=mapped([0.1] * 8)))
+    parent_map.start()
+    try:
+        time.sleep(0.15)  # the parent's items are in flight now
+        assert in_forked_child(lambda: len(mapped([0.0] * 4)) == 4) == 0
+    finally:
+        parent_map.join(PATIENCE)
+    assert not parent_map.is_alive()
+    assert all(isinstance(pid, int) for pid in running["out"])
 
 
 def test_child_workers_end_with_the_child() -> None:
