@@ -74,11 +74,14 @@ MAPS = {
     "process": {"mode": "process"},
     "process-fork": {"mode": "process", "start_method": "fork"},
     "process-spawn": {"mode": "process", "start_method": "spawn"},
+    # The parent-side cache and rate limiter are inherited too, and keep working.
+    "thread-cache-rate": {"mode": "thread", "cache": True, "rate_limit": 10_000},
+    "process-cache-rate": {"mode": "process", "cache": True, "rate_limit": 10_000},
 }
 
 
 @pytest.mark.parametrize("settings", MAPS.values(), ids=list(MAPS))
-def test_forked_child_runs_the_map_its_parent_used(settings: dict[str, str]) -> None:
+def test_forked_child_runs_the_map_its_parent_used(settings: dict[str, Any]) -> None:
     mapped = opmap(workers=2, progress=False, **settings)(square)
     assert mapped(ITEMS) == EXPECTED  # the parent's pool exists and is warm
 
