@@ -61,6 +61,8 @@ def forget_forkserver() -> None:
     server._forkserver_alive_fd = None
     server._forkserver_pid = None
     server._inherited_fds = None
+    if hasattr(server, "_forkserver_authkey"):  # Python 3.14+: the parent's server's key
+        server._forkserver_authkey = None
     server._lock = threading.Lock()
 
 
