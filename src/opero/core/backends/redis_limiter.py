@@ -151,7 +151,8 @@ class RedisLimiter:
         self.scope = scope
         #: Seconds of the first cool-down after redis failed.
         self.retry_after = float(retry_after)
-        # Every probe reports (see _ask), so no lease is needed to unblock the others.
+        # reserve_for and areserve_for report or release every probe they make, so no
+        # lease is needed to let the next caller probe.
         self._cool = CoolDown(self.retry_after, float(max_retry_after), lease=math.inf)
         #: Until when starts handed out in-process lie ahead (-inf: none).
         self._local_until = -math.inf
