@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import opero as opero_package
 from opero import opero
 from opero.cli import main
 from opero.core.backends.sqlite import SqliteStore
@@ -57,6 +58,26 @@ def test_console_script_is_installed() -> None:
     assert exe is not None
     out = subprocess.run([exe, "version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip()
+
+
+def test_version_flag_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    # `opero --version` is what users type first; `opero version` stays for scripts.
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"opero {opero_package.__version__}\n"
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out == f"{opero_package.__version__}\n"
+
+
+def test_version_flag_of_the_console_script() -> None:
+    exe = shutil.which("opero", path=str(Path(sys.executable).parent)) or "opero"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout == f"opero {opero_package.__version__}\n"
+    assert (
+        "--version"
+        in subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def _fill_sqlite(path: Path) -> None:

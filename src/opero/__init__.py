@@ -14,8 +14,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from opero.core.cache import clear_cache
 from opero.decorators.opero import OperoFunction, opero
 from opero.decorators.opmap import opmap
@@ -27,6 +25,12 @@ from opero.exceptions import (
     OperoError,
 )
 from opero.utils.logging import configure_logging
+
+#: The release, written here only: pyproject.toml reads it (hatch's dynamic version), so
+#: the installed metadata and ``opero.__version__`` cannot disagree.  The rewrite follows
+#: the 2.x line on PyPI (last 2.7.5) and sorts above it, so no upgrade brings back the old
+#: code; it stays a pre-release (PEP 440 ``a``/``b``/``rc``) until the API settles.
+__version__ = "3.0.0a1"
 
 __all__ = [
     "AllFailedError",
@@ -41,17 +45,3 @@ __all__ = [
     "opero",
     "opmap",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The version is read from the installed metadata only when asked for,
-    # which keeps importlib.metadata off `import opero`.
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
-
-        try:
-            return version("opero")
-        except PackageNotFoundError:  # running from a source tree without installing
-            return "0.0.0+unknown"
-    msg = f"module 'opero' has no attribute {name!r}"
-    raise AttributeError(msg)

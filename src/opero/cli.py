@@ -103,8 +103,13 @@ def _cache_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``opero`` console script."""
+    from opero import __version__  # noqa: PLC0415 - a constant: costs nothing
+
     parser = argparse.ArgumentParser(
         prog="opero", description="Resilient and parallel functions with one decorator."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
@@ -116,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--quick", action="store_true", help="fewer URLs and shorter waits (about 5 seconds)"
     )
-    commands.add_parser("version", help="print the installed version")
+    commands.add_parser("version", help="print the installed version alone (for scripts)")
     cache = commands.add_parser("cache", help="inspect or clear a persistent cache")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     stats = cache_commands.add_parser("stats", help="entries, size and namespaces of a cache")
@@ -130,9 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "cache":
         return _cache_command(args)
     if args.command == "version":
-        import opero  # noqa: PLC0415
-
-        print(opero.__version__)
+        print(__version__)
         return 0
     parser.print_help(sys.stderr)
     return 2

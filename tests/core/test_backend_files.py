@@ -14,11 +14,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import pytest
 from store_helpers import Backend
 
 from opero import opero
+from opero.core.backends.disk import user_cache_dir
 from opero.testing import FakeClock
 
 
@@ -90,7 +90,7 @@ def test_default_location_is_the_user_cache_directory(
         return x
 
     location = Path(f.__opero__.cache.store.location)
-    expected = Path(platformdirs.user_cache_dir("opero")) / tail
+    expected = user_cache_dir() / tail  # its conventions: tests/test_optional_extras.py
     assert "opero" in location.parts
     assert location == expected or location.parent == expected
     if location.is_relative_to(tmp_path):  # only ever write inside the test's own directory

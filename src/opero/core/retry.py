@@ -18,7 +18,7 @@ from opero.core import validate
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
-__all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on"]
+__all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on", "require_tenacity"]
 
 #: A tenacity wait strategy, or any callable taking a ``tenacity.RetryCallState``.
 WaitStrategy = Callable[[Any], float]
@@ -38,6 +38,25 @@ def normalize_retry_on(
         )
         raise ConfigurationError(msg)
     return classes
+
+
+def require_tenacity(wait: WaitStrategy | None) -> WaitStrategy | None:
+    """Check, when ``wait=`` is given, that tenacity (extra ``[tenacity]``) can be imported.
+
+    The strategy is handed a ``tenacity.RetryCallState`` on the failure path, which
+    needs tenacity; a plain callable can be passed without it, so the missing
+    package is reported here, at decoration, rather than from inside a failing call.
+    """
+    if wait is not None:
+        try:
+            import tenacity  # noqa: F401, PLC0415 - only users of wait= need it
+        except ImportError as exc:
+            msg = (
+                "wait= (a tenacity wait strategy) needs tenacity: "
+                'pip install "opero[tenacity]", or use min_delay/backoff_factor/max_delay'
+            )
+            raise ConfigurationError(msg) from exc
+    return wait
 
 
 @final
@@ -100,7 +119,7 @@ class RetryPolicy(Frozen):
             min_delay=low,
             max_delay=high,
             jitter=validate.flag("jitter", jitter),
-            wait=validate.function("wait", wait, "a tenacity wait strategy"),
+            wait=require_tenacity(validate.function("wait", wait, "a tenacity wait strategy")),
         )
 
     @property

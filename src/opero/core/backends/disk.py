@@ -1,16 +1,17 @@
 """``cache_backend="disk"``: results that survive a restart, on ``diskcache``.
 
 diskcache (extra ``[disk]``) is a mature, process-safe store on SQLite plus
-files.  The directory defaults to the user's cache directory (platformdirs)
-and is created readable by its owner only: cached results can hold private
-data.  The cache is opened on first use, not at decoration time, so an
-unwritable directory degrades to uncached calls with a warning instead of
-breaking an import.
+files.  The directory defaults to the user's cache directory (``user_cache_dir``,
+standard library only, so the sqlite cache needs no extra either) and is created
+readable by its owner only: cached results can hold private data.  The cache
+is opened on first use, not at decoration time, so an unwritable directory
+degrades to uncached calls with a warning instead of breaking an import.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,26 +19,44 @@ from typing import Any
 from opero.core.backends.base import Health, count_namespaces
 from opero.exceptions import ConfigurationError
 
-__all__ = ["DiskStore", "default_directory"]
+__all__ = ["DiskStore", "default_directory", "user_cache_dir"]
+
+
+def user_cache_dir() -> Path:
+    """opero's directory in the user's cache directory, by the platform's convention.
+
+    The same place as ``platformdirs.user_cache_dir("opero")`` (which earlier
+    releases asked), worked out with the standard library: the sqlite cache is
+    built on ``sqlite3`` alone and must not need an extra for its default path.
+
+    * Windows: ``%LOCALAPPDATA%\\opero\\opero\\Cache`` (platformdirs' author and
+      app folders), ``~\\AppData\\Local`` when the variable is unset;
+    * macOS: ``~/Library/Caches/opero``;
+    * elsewhere (Linux, BSD): ``$XDG_CACHE_HOME/opero``, or ``~/.cache/opero`` when
+      the variable is unset, blank or relative (the XDG spec ignores relative paths).
+    """
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA", "").strip()
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+        return base / "opero" / "opero" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "opero"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "opero"
 
 
 def default_directory(subdir: str) -> Path:
-    """``<user cache dir>/opero/<subdir>`` (platformdirs)."""
-    try:
-        import platformdirs  # noqa: PLC0415 - optional dependency
-    except ImportError as exc:  # pragma: no cover - checked by require_disk()
-        msg = 'the disk and sqlite caches need platformdirs: pip install "opero[disk]"'
-        raise ConfigurationError(msg) from exc
-    return Path(platformdirs.user_cache_dir("opero")) / subdir
+    """``<user cache dir>/opero/<subdir>``: where a cache without a configured place lives."""
+    return user_cache_dir() / subdir
 
 
 def require_disk() -> None:
     """Raise ConfigurationError naming the extra if diskcache is missing."""
     try:
         import diskcache  # noqa: F401, PLC0415
-        import platformdirs  # noqa: F401, PLC0415
     except ImportError as exc:
-        msg = 'cache_backend="disk" needs diskcache and platformdirs: pip install "opero[disk]"'
+        msg = 'cache_backend="disk" needs diskcache: pip install "opero[disk]"'
         raise ConfigurationError(msg) from exc
 
 
