@@ -6,17 +6,25 @@ standard library only, so the sqlite cache needs no extra either) and is created
 readable by its owner only: cached results can hold private data.  The cache
 is opened on first use, not at decoration time, so an unwritable directory
 degrades to uncached calls with a warning instead of breaking an import.
+
+diskcache keeps one sqlite3 connection per thread and leaves it open when the
+thread ends (a ResourceWarning on Python 3.13, open files until then); the
+store's ``Cache`` hands those connections to ``ThreadConnections``, which closes
+each when its thread ends and all of them on ``close()``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from opero.core.backends.base import Health, count_namespaces
+from opero.core.backends.connections import ThreadConnections
 from opero.exceptions import ConfigurationError
 
 __all__ = ["DiskStore", "default_directory", "user_cache_dir"]
@@ -68,6 +76,57 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+@functools.cache
+def _cache_class() -> type[Any]:
+    """``diskcache.Cache`` with its per-thread connections in a ``ThreadConnections``.
+
+    diskcache reaches its connection only through ``_con`` (opening it on first
+    use in a thread, after a fork too) and ``close`` (this thread's); both are
+    replaced, and the rest of diskcache is used as it is.
+    """
+    import diskcache  # noqa: PLC0415 - optional dependency
+    from diskcache.core import DBNAME  # noqa: PLC0415
+
+    class Cache(diskcache.Cache):  # type: ignore[misc] # diskcache is untyped
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._connections = ThreadConnections(self._connect, self._configure)
+            super().__init__(*args, **kwargs)
+
+        @property
+        def _con(self) -> sqlite3.Connection:
+            return self._connections.get()
+
+        def _connect(self) -> sqlite3.Connection:
+            # diskcache's own arguments, plus check_same_thread=False so that the
+            # connection may be closed from the thread that frees its owner.
+            return sqlite3.connect(
+                os.path.join(self.directory, DBNAME),
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+
+        def _configure(self, connection: sqlite3.Connection) -> None:
+            # As diskcache: sqlite_* settings are pragmas that hold per connection.
+            try:
+                settings = connection.execute("SELECT key, value FROM Settings").fetchall()
+            except sqlite3.OperationalError:  # a new cache: no Settings table yet
+                return
+            for key, value in settings:
+                if key.startswith("sqlite_"):
+                    self.reset(key, value, update=False)
+
+        def close(self) -> None:
+            """Close this thread's connection (diskcache's meaning of ``close``)."""
+            self._connections.close_current()
+
+        def close_all(self) -> None:
+            """Close every thread's connection."""
+            self._connections.close_all()
+
+    return Cache
+
+
 class DiskStore:
     """A diskcache ``Cache`` in one directory, shared by every function that names it."""
 
@@ -85,9 +144,7 @@ class DiskStore:
         if cache is None:
             with self._lock:
                 if self._cache is None:
-                    import diskcache  # noqa: PLC0415
-
-                    self._cache = diskcache.Cache(str(private_directory(self.directory)))
+                    self._cache = _cache_class()(str(private_directory(self.directory)))
                 cache = self._cache
         return cache
 
@@ -133,5 +190,5 @@ class DiskStore:
     def close(self) -> None:
         with self._lock:
             if self._cache is not None:
-                self._cache.close()
+                self._cache.close_all()
                 self._cache = None

@@ -3,7 +3,9 @@
 Built on the standard library alone.  WAL mode lets readers and one writer work
 at once across processes; a busy timeout makes concurrent writers queue
 instead of failing.  Each thread gets its own connection (sqlite3 connections
-must not be shared between threads).  Expired rows are purged lazily: a read
+must not be shared between threads), closed when that thread ends
+(``ThreadConnections``), so a pool of short-lived threads does not pile up open
+files.  Expired rows are purged lazily: a read
 that finds one deletes it, and every 256th write sweeps the table.
 """
 
@@ -12,13 +14,12 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
-import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
 from opero.core.backends.base import Health, count_namespaces
+from opero.core.backends.connections import ThreadConnections
 from opero.core.backends.disk import private_directory
 
 __all__ = ["SqliteStore"]
@@ -42,35 +43,19 @@ class SqliteStore:
         self.path = path
         self.location = str(path)
         self.health = Health(f"sqlite {path}")
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
         self._writes = itertools.count()
-        # A store dropped without close() still closes its connections (Python 3.13
-        # warns about each sqlite3 connection left to the garbage collector).
-        weakref.finalize(self, _close_all, self._connections, self._lock)
+        # A setup that fails (not a database, locked, unreadable) closes its connection.
+        self._connections = ThreadConnections(self._connect, _prepare)
+        self._connection = self._connections.get
 
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            private_directory(self.path.parent)
-            if not self.path.exists():
-                # Created owner-only: cached results can hold private data.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            conn = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute(_SCHEMA)
-            except BaseException:  # not a database (clobbered), locked, unreadable
-                conn.close()
-                raise
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+    def _connect(self) -> sqlite3.Connection:
+        private_directory(self.path.parent)
+        if not self.path.exists():
+            # Created owner-only: cached results can hold private data.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        return sqlite3.connect(
+            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
 
     def get(self, key: str) -> bytes | None:
         conn = self._connection()
@@ -100,7 +85,7 @@ class SqliteStore:
             conn.execute("DELETE FROM opero_cache WHERE expires <= ?", (time.time(),))
 
     def clear(self, prefix: str) -> int:
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
+        if not self._connections.opened() and not self.path.exists():
             return 0  # never used: do not create it just to clear it
         cursor = self._connection().execute(
             "DELETE FROM opero_cache WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
@@ -108,7 +93,7 @@ class SqliteStore:
         return cursor.rowcount
 
     def stats(self, prefix: str) -> dict[str, Any]:
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
+        if not self._connections.opened() and not self.path.exists():
             return {
                 "backend": self.kind,
                 "location": self.location,
@@ -130,12 +115,10 @@ class SqliteStore:
         }
 
     def close(self) -> None:
-        _close_all(self._connections, self._lock)
-        self._local = threading.local()
+        self._connections.close_all()
 
 
-def _close_all(connections: list[sqlite3.Connection], lock: threading.Lock) -> None:
-    with lock:
-        for conn in connections:
-            conn.close()
-        connections.clear()
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(_SCHEMA)
