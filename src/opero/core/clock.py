@@ -9,11 +9,12 @@ object, which keeps the cost on the hot path to one module attribute lookup.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
+
+from opero.core import forksafe
 
 __all__ = [
     "Clock",
@@ -64,7 +65,7 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
-_lock = threading.Lock()
+_lock = forksafe.lock()
 _current: Clock = SystemClock()
 
 #: Current time of the installed clock.

@@ -12,11 +12,10 @@ oversleeping by a scheduler tick never accumulates into drift.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Hashable
 from typing import Any, Final, final
 
-from opero.core import validate
+from opero.core import forksafe, validate
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -92,7 +91,7 @@ class Limiter:
         self.burst = burst
         #: Seconds between two starts.
         self.interval = 1.0 / self.rate
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._tat = -math.inf  # theoretical arrival time of the next call
 
     def reserve(self, now: float) -> float:
@@ -130,7 +129,7 @@ class PerArgsLimiter:
         self.burst = burst
         self._keys = keys
         self._limiters: dict[Hashable, Limiter] = {}
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._prune_at = _PRUNE_AT
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
@@ -155,7 +154,7 @@ RateLimit = Limiter | PerArgsLimiter
 
 
 _groups: dict[str, Limiter] = {}
-_groups_lock = threading.Lock()
+_groups_lock = forksafe.lock()
 #: Shared (redis) limiters of this process, by scope name and server.
 _shared_groups: dict[tuple[Any, ...], Any] = {}
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, final
 
+from opero.core import forksafe
 from opero.core.backends.memory import MISSING
 
 if TYPE_CHECKING:
@@ -77,13 +78,15 @@ class SingleFlight:
     cached).
     """
 
-    __slots__ = ("_flights", "_lock", "counters")
+    __slots__ = ("__weakref__", "_flights", "_lock", "counters")
 
     def __init__(self, counters: Counters) -> None:
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
         self._flights: dict[Hashable, _Flight] = {}
         #: Where a waiter that got no value is counted (``unserved``, ``failures``).
         self.counters = counters
+        # A forked child has none of its parent's leaders: nobody would finish their flights.
+        forksafe.on_fork(self, _forget_flights)
 
     def run(self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
         """``(computed_here, value)`` for ``key``: computed by this thread or by another."""
@@ -123,6 +126,10 @@ class SingleFlight:
             flight.done.set()
 
 
+def _forget_flights(flights: SingleFlight | AsyncSingleFlight) -> None:
+    flights._flights.clear()
+
+
 def _count_shared_error(counters: Counters, error: BaseException) -> None:
     """A waiter re-raises its leader's error: a call that failed without calling."""
     next(counters.unserved)
@@ -139,12 +146,13 @@ class AsyncSingleFlight:
     hands leadership on instead of cancelling its waiters.
     """
 
-    __slots__ = ("_flights", "counters")
+    __slots__ = ("__weakref__", "_flights", "counters")
 
     def __init__(self, counters: Counters) -> None:
         self._flights: dict[tuple[int, Hashable], Any] = {}  # values: asyncio.Future
         #: Where a waiter that got no value is counted (``unserved``, ``failures``).
         self.counters = counters
+        forksafe.on_fork(self, _forget_flights)
 
     async def run(
         self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]

@@ -12,10 +12,9 @@ middle of a backoff never reports a retry that did not run.
 from __future__ import annotations
 
 import itertools
-import threading
 from typing import final
 
-from opero.core import clock
+from opero.core import clock, forksafe
 from opero.core.frozen import Frozen
 from opero.core.owned import Owned
 
@@ -142,7 +141,7 @@ class Counters:
         self._waited = 0.0
         #: Counts added in bulk by :meth:`add`, on top of the counters.
         self._bulk: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def own(self, root: object) -> None:
         """Tie each counter to ``root`` (its pipeline), so they pickle as its own."""

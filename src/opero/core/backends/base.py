@@ -10,11 +10,10 @@ failing server is reported once, not ten times.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol, final, runtime_checkable
 
-from opero.core import clock
+from opero.core import clock, forksafe
 
 __all__ = [
     "KEY_ROOT",
@@ -122,7 +121,7 @@ class CoolDown:
         self._cooldown = 0.0
         #: During an outage, when the next caller may probe.
         self._retry_at = 0.0
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def available(self) -> bool:
         """Whether this caller may ask the server (False while cooling down or probing)."""
@@ -188,7 +187,7 @@ class Health:
         self._failing: set[str] = set()
         #: ``lease``: the longest one operation on the store can take.
         self.cool_down = CoolDown(0.5, 30.0, lease)
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def available(self) -> bool:
         """False while cooling down after a failure, and for all but one caller after it."""
@@ -239,7 +238,7 @@ _OUTAGES = frozenset({"read", "write", "clear"})
 _RESOLVES = {"read": ("read",), "write": ("write",)}
 
 _stores: dict[tuple[str, str], ByteStore] = {}
-_stores_lock = threading.Lock()
+_stores_lock = forksafe.lock()
 
 
 def open_store(kind: str, identity: str, factory: Callable[[], ByteStore]) -> ByteStore:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any, Final, final
 
-from opero.core import clock
+from opero.core import clock, forksafe
 from opero.core.owned import Owned
 
 __all__ = ["MISSING", "MemoryBackend"]
@@ -47,7 +46,7 @@ class MemoryBackend(Owned):
         #: Seconds an entry lives; ``None`` for forever.
         self.ttl = ttl
         self._data: OrderedDict[Hashable, tuple[Any, float | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def get(self, key: Hashable) -> Any:
         """The value stored under ``key``, or ``MISSING``.

@@ -8,10 +8,10 @@ Entries expire on the server (``PX``) as well as by the expiry in each entry.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from opero.core import forksafe
 from opero.core.backends.base import Health, count_namespaces
 from opero.core.backends.coalesce import SharedReads
 from opero.exceptions import ConfigurationError
@@ -242,7 +242,7 @@ class RedisStore:
         #: id(loop) -> (loop, client, closer): an asyncio client belongs to one loop.
         self._async: dict[int, tuple[Any, Any, Any]] = {}
         self._reads = SharedReads()
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def client(self) -> Any:
         """The sync client, created on first use."""

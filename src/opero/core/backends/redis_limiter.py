@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 from collections.abc import Callable
 from typing import Any, Final, final
 
@@ -36,7 +35,7 @@ import redis
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
-from opero.core import clock, validate
+from opero.core import clock, forksafe, validate
 from opero.core.backends.base import CoolDown
 from opero.core.backends.redis import close_client, close_with_loop
 from opero.core.rate_limit import Limiter
@@ -163,7 +162,7 @@ class RedisLimiter:
         self._script = self._client.register_script(_GCRA)
         self._async_factory = async_client_factory
         self._loops: dict[int, _LoopClient] = {}
-        self._lock = threading.Lock()
+        self._lock = forksafe.lock()
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Claim the next shared start; return the seconds to wait for it.
