@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake clock so no test waits for real backoff or TTLs; the opero logger."""
+"""Shared fixtures: a fake clock so no test waits for real backoff or TTLs; the opero logger;
+the ``shell`` a decorator test runs on (sync or async, see ``shells.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from shells import Shell
 
 from opero.testing import FakeClock
 
@@ -27,3 +29,9 @@ def opero_logger() -> Iterator[logging.Logger]:
         if handler not in handlers:
             logger.removeHandler(handler)
     logger.setLevel(level)
+
+
+@pytest.fixture(params=["sync", "async"])
+def shell(request: pytest.FixtureRequest) -> Shell:
+    """The shell this run of the test is for; see ``shells.py``."""
+    return Shell(request.param)

@@ -3,7 +3,7 @@
 ``@opero`` picks its sync or its async shell from ``inspect.iscoroutinefunction``.
 The two shells are written separately, so every behaviour the documents
 promise for both has to be checked on both.  The ``shell`` fixture
-(``conftest.py``) hands a test a `Shell`:
+(``tests/conftest.py``) hands a test a `Shell`:
 
 * ``shell.fn(body)`` turns a plain ``def`` into the function to decorate: the
   body itself for the sync shell, a real ``async def`` with the body's exact
