@@ -3,7 +3,7 @@
 ``@opero(...)`` wraps a sync or async function in layers, outermost first:
 cache → rate limit → retry (with backoff) → parameter fallback → your function.
 
-Example:
+Examples:
     >>> from opero import opero
     >>> @opero(retries=2, cache=True)
     ... def square(x: int) -> int:

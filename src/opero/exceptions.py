@@ -51,7 +51,7 @@ class AllFailedError(OperoError):
     line per error, which come back as [`AttemptError`][opero.exceptions.AttemptError]
     placeholders, so ``attempt_count`` and ``str()`` still agree with the message.
 
-    Example:
+    Examples:
         >>> err = AllFailedError("2 calls failed", errors=[ValueError("a"), KeyError("b")])
         >>> err.attempt_count
         2

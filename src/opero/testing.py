@@ -9,7 +9,7 @@ Retry backoff, rate limiting and cache TTL all read one clock
   instantly, and [`FakeClock.advance`][opero.testing.FakeClock.advance] moves it by hand,
   e.g. past a cache TTL.
 
-Example:
+Examples:
     >>> from opero import opero
     >>> from opero.testing import FakeClock
     >>> with FakeClock() as clock:
@@ -135,7 +135,7 @@ class _NoWaitClock:
 def no_waits() -> Iterator[None]:
     """Inside the block, opero's backoff, fallback pauses and rate-limit waits take no time.
 
-    Example:
+    Examples:
         >>> from opero.testing import no_waits
         >>> with no_waits():
         ...     pass  # call your decorated functions; retries happen back to back

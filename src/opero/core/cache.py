@@ -270,7 +270,7 @@ def check_settings(
 def clear_cache(namespace: str | None = None) -> None:
     """Clear every opero cache this process opened, or only those of ``namespace``.
 
-    Example:
+    Examples:
         >>> from opero import clear_cache
         >>> clear_cache()                       # everything
         >>> clear_cache(namespace="api_cache")  # one namespace

@@ -77,7 +77,7 @@ def check_settings(
 class Limiter:
     """Even spacing at ``rate`` calls per second, letting ``burst`` calls start at once.
 
-    Example:
+    Examples:
         >>> limiter = Limiter(rate=10)
         >>> limiter.reserve(now=0.0), limiter.reserve(now=0.0), limiter.reserve(now=0.25)
         (0.0, 0.1, 0.0)

@@ -12,7 +12,7 @@ it is half of the credential.
 
 Nothing here runs on a decorated call; it is imported when something is shown.
 
-Example:
+Examples:
     >>> from opero.core.secrets import mask_url, scrub
     >>> mask_url("redis://app:hunter2@cache.internal:6379/0")
     'redis://<set>@cache.internal:6379/0'

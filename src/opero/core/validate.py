@@ -9,7 +9,7 @@ Messages show a value through :func:`show`, which is short and never raises.
 
 These run at decoration time only; no decorated call reaches this module.
 
-Example:
+Examples:
     >>> from opero.core.validate import choice, number
     >>> number("min_delay", 2)
     2.0

@@ -165,7 +165,7 @@ def opero(
         on_failure: ``on_failure(error)`` when the call finally fails (or no arguments).
         on_cache_hit: ``on_cache_hit()`` when a result comes from the cache.
 
-    Example:
+    Examples:
         >>> from opero import opero
         >>> @opero(retries=2, arg_fallback="key")
         ... def fetch(item: str, key: list[str] = ["primary", "backup"]) -> str:

@@ -76,7 +76,7 @@ def opmap(
             when the map starts.
         **opero_settings: Any ``@opero`` parameter, applied per item.
 
-    Example:
+    Examples:
         >>> from opero import opmap
         >>> @opmap(workers=2, progress=False)
         ... def square(x: int) -> int:

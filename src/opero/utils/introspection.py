@@ -1,6 +1,6 @@
 """Look inside a decorated function: its settings, layers and statistics.
 
-Example:
+Examples:
     >>> from opero import opero
     >>> from opero.utils.introspection import get_opero_info
     >>> @opero(retries=2, cache=True)

@@ -67,7 +67,7 @@ def configure_logging(
     functions, attempts, candidate indexes and error types, never argument
     values, so API keys passed as fallback candidates stay out of logs.
 
-    Example:
+    Examples:
         >>> import logging
         >>> from opero import configure_logging
         >>> logger = configure_logging(level=logging.DEBUG)

@@ -103,7 +103,7 @@ class CoolDown:
     a probe that never reports (a cancelled task).  Times are read from opero's
     clock, so tests move them with :class:`~opero.testing.FakeClock`.
 
-    Example:
+    Examples:
         >>> cool = CoolDown(first=0.5, longest=30.0)
         >>> cool.failed(), cool.available(), cool.succeeded(), cool.available()
         (True, False, True, True)
