@@ -29,7 +29,7 @@ from opero import ConfigurationError, opmap
         ({"should_process": "yes"}, "should_process"),
         ({"start_method": "vfork"}, "start_method"),
         ({"ordered": "yes"}, "ordered"),
-        ({"progress": None}, "progress"),
+        ({"progress": "yes"}, "progress"),
         ({"retries": -1}, "retries"),
         ({"mode": "process", "retries": -1}, "retries"),
         ({"mode": "process", "arg_fallback": "nope"}, "nope"),

@@ -151,7 +151,7 @@ def test_info_shows_the_defaults_the_map_runs_with(mode: str) -> None:
     assert config["mode"] == mode
     assert config["workers"] == 4
     assert config["ordered"] is True
-    assert config["progress"] is True
+    assert config["progress"] is None  # a bar on a terminal, nothing elsewhere
     assert config["timeout"] is None
     assert config["chunk_size"] is None
     if mode in ("process", "async_process"):

@@ -14,6 +14,7 @@ from typing import Any
 
 from opero.concurrency.collect import Collector
 from opero.concurrency.map_run import MapCancelledError, MapRun
+from opero.concurrency.progress import Progress
 
 __all__ = ["MapPlan", "iterate"]
 
@@ -48,7 +49,8 @@ class MapPlan:
     chunk_size: int | None
     timeout: float | None
     should_process: Callable[[], Any] | None
-    progress: bool
+    #: The bar's label and whether a summary line is wanted; None: progress=False.
+    progress: Progress | None
     start_method: str
     retries: int
     #: Process modes: the parent-side cache and limiter (thread/async modes: None).
