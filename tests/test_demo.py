@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from opero._demo_server import (
     aget,
     get,
 )
-from opero.demo import QUICK, SEED, demo_keys, failure_label
+from opero.demo import QUICK, SEED, WIDTH, demo_keys, failure_label, fit
+from terminals import run_in_terminal, visible_lines
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,22 @@ def quick() -> Run:
     """One real ``opero demo --quick`` in a fresh interpreter, shared by the tests below.
 
     ResourceWarnings are switched on, so an unclosed socket would show on stderr.
+    Its output is piped, as in a CI log: no terminal, so no progress bar is drawn.
     """
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-W", "always::ResourceWarning", "-m", "opero.cli", "demo", "--quick"],
-        capture_output=True,
-        text=True,
+        capture_output=True,  # bytes: text mode would turn each \r of a bar into a newline
         timeout=50,
         check=False,
+        env={**_without_tqdm_disable(), "COLUMNS": "80"},
     )
-    return Run(result.stdout, result.stderr, result.returncode, time.monotonic() - start)
+    took = time.monotonic() - start
+    return Run(result.stdout.decode(), result.stderr.decode(), result.returncode, took)
+
+
+def _without_tqdm_disable() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
 
 
 def _planned(kind: str) -> int:
@@ -103,7 +111,8 @@ def test_rate_limit_holds(quick: Run) -> None:
     assert ideal == pytest.approx((calls - 1) / limit, abs=0.01)
     assert span >= ideal - 0.01  # calls never start closer together than the limit allows
     assert observed <= limit * 1.02
-    assert "rate limit: 100%" in quick.err  # the live bar
+    # No terminal: the bar's one summary line instead of its frames.
+    assert re.search(rf"^ping: {calls} calls, 0 failed, [\d.]+ s$", quick.err, re.M)
 
 
 def test_both_maps_return_every_entry_and_count_failures_by_type(quick: Run) -> None:
@@ -119,17 +128,19 @@ def test_both_maps_return_every_entry_and_count_failures_by_type(quick: Run) -> 
     assert missing == [str(_planned("missing"))] * 2
     assert quick.out.count("HTTP 503 after 4 attempts") == 2
     assert quick.out.count("TimeoutError after 4 attempts") == 2
-    assert quick.err.count(f"{QUICK.urls}/{QUICK.urls}") >= 2  # each map's live bar
+    for name in ("fetch_item", "afetch_item"):  # each map's summary line (no terminal)
+        line = rf"^{name}: {QUICK.urls} items, {planned_failures} failed, [\d.]+ s$"
+        assert re.search(line, quick.err, re.M), quick.err
 
 
 def test_summary_table_lists_every_section(quick: Run) -> None:
-    summary = quick.out.split("Summary (from each function's .statistics())", 1)[1]
+    summary = quick.out.split("Summary (from each function's .statistics()", 1)[1]
     rows = {
         match[1].strip(): [int(n) for n in match[2].split()]
-        for match in re.finditer(r"^  ([a-z ]+?)\s{2,}((?:\d+\s+){6})[\d.]+s", summary, re.M)
+        for match in re.finditer(r"^  ([a-z +]+?)\s{2,}((?:\d+\s+){6})[\d.]+s", summary, re.M)
     }
     assert list(rows) == [
-        "retry with backoff",
+        "retry + backoff",
         "key fallback",
         "cache",
         "rate limit",
@@ -137,13 +148,42 @@ def test_summary_table_lists_every_section(quick: Run) -> None:
         "opmap async",
     ]
     # columns: calls, attempts, retries, fallbacks, cache hits, failed
-    assert rows["retry with backoff"][:3] == [1, 4, 3]
+    assert rows["retry + backoff"][:3] == [1, 4, 3]
     assert rows["key fallback"][3] == 3
     assert rows["cache"][4] == 4
     assert rows["rate limit"][0] == QUICK.rate_calls
     for name in ("opmap thread", "opmap async"):
         assert rows[name][0] == QUICK.urls
         assert rows[name][2] > 0
+
+
+def test_quick_tour_fits_80_columns_and_draws_no_bar_off_a_terminal(quick: Run) -> None:
+    widths = [len(line) for text in (quick.out, quick.err) for line in text.splitlines()]
+    assert max(widths) <= WIDTH
+    assert "\r" not in quick.err
+    assert len(quick.err.splitlines()) == 3  # ping, then each map: one line apiece
+
+
+def test_quick_tour_on_an_80_column_terminal_draws_labelled_bars_that_fit() -> None:
+    """stdout and stderr on one real 80-column pty, as in a shell; bars and text share it."""
+    screen = run_in_terminal(["-m", "opero.cli", "demo", "--quick"], columns=80, stdout_too=True)
+    assert screen.code == 0
+    lines = visible_lines(screen.terminal)
+    assert max(len(line) for line in lines) <= WIDTH, max(lines, key=len)
+    for bar in ("ping: 100%", "fetch_item: 100%", "afetch_item: 100%"):
+        assert sum(line.startswith(bar) for line in lines) == 1, bar
+    assert "Tour finished in" in screen.terminal
+    assert not re.search(r"\d+ items, \d+ failed", screen.terminal)  # bars, not summaries
+
+
+def test_fit_wraps_long_lines_between_words_with_a_hanging_indent() -> None:
+    text = "   " + " ".join(["word"] * 30) + "\nshort"
+    lines = fit(text, width=40).split("\n")
+    assert max(map(len, lines)) <= 40
+    assert lines[0].startswith("   word")
+    assert all(line.startswith("     word") for line in lines[1:-1])
+    assert lines[-1] == "short"
+    assert " ".join(" ".join(lines[:-1]).split()) == " ".join(["word"] * 30)
 
 
 def test_demo_keys_are_reproducible_and_distinct() -> None:

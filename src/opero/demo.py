@@ -9,6 +9,8 @@ with a table of every decorated function's statistics.
 
 API keys appear in the output by position only (``key #1``), never by value:
 secrets must not reach output, logs or exception text, and the tour shows how.
+Every line fits an 80-column terminal; the progress bars are drawn only on a
+terminal, and elsewhere each leaves one summary line on stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,12 +35,26 @@ from opero._demo_server import (
     aget,
     get,
 )
+from opero.concurrency.progress import Progress, meter
 from opero.core.stats import Statistics
 
-__all__ = ["FULL", "QUICK", "SEED", "Pace", "Tour", "demo_keys", "failure_label", "run_tour"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "SEED",
+    "WIDTH",
+    "Pace",
+    "Tour",
+    "demo_keys",
+    "failure_label",
+    "fit",
+    "run_tour",
+]
 
 #: The seed of every planned failure, delay and key: one seed, one tour.
 SEED = 2024
+#: The widest line the tour prints: an 80-column terminal shows each on one row.
+WIDTH = 80
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,32 @@ def failure_label(error: BaseException) -> str:
     return f"{name(error)}, not retried"
 
 
+def fit(text: str, width: int = WIDTH) -> str:
+    """``text`` with each line longer than ``width`` wrapped between words.
+
+    Continuation lines keep the line's indent plus two spaces, so a wrapped error
+    message still reads as one item.  Most of the tour's lines are laid out to fit;
+    this catches the ones whose length depends on the run (error text, counts).
+    """
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        lines.extend(
+            textwrap.wrap(
+                line.strip(),
+                width,
+                initial_indent=indent,
+                subsequent_indent=indent + "  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(lines)
+
+
 class Tour:
     """The sections of the tour, in order, each printing what happened and why it matters."""
 
@@ -119,7 +162,7 @@ class Tour:
 
     def say(self, text: str = "") -> None:
         """Print at once, so the text and the progress bars on stderr stay in order."""
-        print(text, file=self.out, flush=True)
+        print(fit(text), file=self.out, flush=True)
 
     def retries(self) -> None:
         """A request whose first three tries get 503, retried with doubling delays."""
@@ -144,7 +187,7 @@ class Tour:
         stats = report.statistics()
         self.say(f"   +{time.monotonic() - start:.2f}s 200 OK on attempt {stats.attempts}")
         self.say(f"   retries: {stats.retries}, waited {stats.waited:.2f}s between attempts\n")
-        self.rows.append(("retry with backoff", stats, time.monotonic() - start))
+        self.rows.append(("retry + backoff", stats, time.monotonic() - start))
 
     def fallback(self) -> None:
         """Key #0 is revoked: every call falls back to key #1, and keys stay unprinted."""
@@ -207,8 +250,6 @@ class Tour:
 
     def rate_limit(self) -> None:
         """Four threads call as fast as they can; the calls still start evenly spaced."""
-        from tqdm import tqdm  # noqa: PLC0415 - a dependency, but loaded only when shown
-
         rate, calls = self.pace.rate, self.pace.rate_calls
         self.say(f"4. Rate limit: @opero(rate_limit={rate:g}), {calls} calls from 4 threads.")
         start = time.monotonic()
@@ -220,12 +261,16 @@ class Tour:
             get(self.address, "/ping", timeout=self.pace.timeout + 5)
             return n
 
-        with (
-            tqdm(total=calls, desc="   rate limit", unit="call", file=sys.stderr) as bar,
-            ThreadPoolExecutor(4) as pool,
-        ):
-            for _ in pool.map(ping, range(calls)):
-                bar.update()
+        # The bar @opmap draws, so it appears (and stays quiet) where a map's would.
+        bar = meter(Progress(label="ping", summary=True), calls, unit="call")
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                for _ in pool.map(ping, range(calls)):
+                    if bar is not None:
+                        bar.advance(1, 0)
+        finally:
+            if bar is not None:
+                bar.close()
         span = max(starts) - min(starts)
         ideal = (calls - 1) / rate
         stats = ping.statistics()
@@ -249,7 +294,7 @@ class Tour:
             self.say(f"     {label:<32}{count:>4}")
         self.say(
             f"   {stats.retries} retries on the way: flaky items recover; broken, missing and"
-            f" hanging ones cannot. Backoff waits (overlapping): {stats.waited:.2f}s\n"
+            f" hanging\n   ones cannot. Backoff waits (overlapping): {stats.waited:.2f}s\n"
         )
         self.rows.append((name, stats, took))
 
@@ -259,12 +304,12 @@ class Tour:
         self.say(f'5. @opmap(mode="thread", workers={p.workers}, retries=3): {p.urls} URLs.')
         self.say("   Each item retries on its own; a failure becomes that item's entry.")
 
-        def fetch_one(n: int) -> bytes:
+        def fetch_item(n: int) -> bytes:
             return get(self.address, f"/items/{n}", timeout=p.timeout)
 
         # opmap is typed loosely (it returns a different kind of callable per mode), so it
         # is applied by call: a decorator returning Any would fail mypy --strict.
-        fetch = opmap(mode="thread", workers=p.workers, **self.map_settings())(fetch_one)
+        fetch = opmap(mode="thread", workers=p.workers, **self.map_settings())(fetch_item)
         start = time.monotonic()
         results = fetch(range(p.urls))
         self.map_section("opmap thread", results, fetch.statistics(), time.monotonic() - start)
@@ -275,15 +320,15 @@ class Tour:
         self.service.reset()  # the same flaky items fail again, so the two maps compare
         self.say(
             f'6. @opmap(mode="async", workers={p.async_workers}, retries=3): the same {p.urls}'
-            " URLs, raw HTTP/1.0 over asyncio.open_connection."
+            " URLs,\n   raw HTTP/1.0 over asyncio.open_connection."
         )
 
-        async def fetch_one(n: int) -> bytes:
+        async def afetch_item(n: int) -> bytes:
             return await aget(self.address, f"/items/{n}", timeout=p.timeout)
 
         # The tour only counts outcomes, so entries may come back in completion order.
         fetch = opmap(mode="async", workers=p.async_workers, ordered=False, **self.map_settings())(
-            fetch_one
+            afetch_item
         )
 
         async def fetch_all() -> list[Any]:
@@ -295,8 +340,12 @@ class Tour:
         self.map_section("opmap async", results, fetch.statistics(), time.monotonic() - start)
 
     def map_settings(self) -> dict[str, Any]:
-        """The per-item ``@opero`` settings both maps share: 503s and timeouts are retried."""
+        """The per-item ``@opero`` settings both maps share: 503s and timeouts are retried.
+
+        ``progress=True``: a bar on a terminal, and one summary line anywhere else.
+        """
         return {
+            "progress": True,
             "retries": 3,
             "min_delay": self.pace.min_delay,
             "backoff_factor": 2,
@@ -305,15 +354,18 @@ class Tour:
 
     def summary(self, took: float) -> None:
         """One row per decorated function, from its ``statistics()``."""
-        self.say("Summary (from each function's .statistics())")
-        header = ("section", "calls", "attempts", "retries", "fallbacks", "cache hits", "failed")
+        self.say("Summary (from each function's .statistics(); hits: cache hits)")
+        # Each column one wider than its heading: the table fits 80 columns.
+        header = ("calls", "attempts", "retries", "fallbacks", "hits", "failed")
         self.say(
-            f"  {header[0]:<20}" + "".join(f"{h:>11}" for h in header[1:]) + "    waited      time"
+            f"  {'section':<16}"
+            + "".join(f"{h:>{len(h) + 1}}" for h in header)
+            + "   waited   time"
         )
         for name, s, seconds in self.rows:
             numbers = (s.calls, s.attempts, s.retries, s.fallbacks, s.cache_hits, s.failures)
-            cells = "".join(f"{n:>11}" for n in numbers)
-            self.say(f"  {name:<20}{cells}{s.waited:>9.2f}s{seconds:>9.2f}s")
+            cells = "".join(f"{n:>{len(h) + 1}}" for n, h in zip(numbers, header, strict=True))
+            self.say(f"  {name:<16}{cells}{s.waited:>8.2f}s{seconds:>6.2f}s")
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(self.service.answers.items(), key=str))
         self.say(f"  service answers: {answers}")
         self.say(f"\nTour finished in {took:.1f}s. Next: the README's quick start.")
@@ -328,13 +380,12 @@ def run_tour(*, quick: bool = False, seed: int = SEED, out: TextIO | None = None
         seed=seed, revoked_keys=demo_keys(seed)[:1], slow=pace.slow, hang=pace.timeout * 8
     )
     with service:
-        print(
+        intro = (
             f"opero demo{' --quick' if quick else ''}: a flaky HTTP service is running at"
-            f" {service.url} (seed {seed}).\nIt answers 503 at random, answers slowly, hangs"
-            " now and then, and refuses API key #0.\n",
-            file=out,
-            flush=True,
+            f" {service.url} (seed {seed}). It answers 503 at random, answers slowly, hangs"
+            " now and then, and refuses API key #0."
         )
+        print(textwrap.fill(intro, WIDTH, break_on_hyphens=False) + "\n", file=out, flush=True)
         tour = Tour(service, pace, out)
         for section in (tour.retries, tour.fallback, tour.cache, tour.rate_limit):
             section()
