@@ -1,4 +1,7 @@
-"""Checked by mypy --strict (see pyproject): decorated functions keep their signatures."""
+"""Checked by mypy --strict and pyright: decorated functions keep their signatures.
+
+Misuse (wrong arguments, bad settings) is in ``expected_errors.py``.
+"""
 
 from __future__ import annotations
 
@@ -37,9 +40,3 @@ async def use() -> bytes:
     result = await fetch("u", key=["a", "b"])
     assert_type(result, bytes)
     return result
-
-
-def wrong_calls() -> None:
-    greet(1)  # type: ignore[arg-type]
-    greet("a", times="x")  # type: ignore[arg-type]
-    bare()  # type: ignore[call-arg]

@@ -17,16 +17,28 @@ import functools
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from itertools import chain
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core import validate
 from opero.core.shell import build_async, build_sync
 from opero.decorators.opero import _validate_early, build_pipeline, opero
+from opero.decorators.types import (
+    AsyncOpmapFunction,
+    Mode,
+    OpmapDecorator,
+    OpmapFunction,
+    StartMethod,
+)
 from opero.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from typing_extensions import Unpack
+
     from opero.concurrency.dispatch import MapPlan
     from opero.concurrency.progress import Progress
+    from opero.decorators.types import OperoSettings
 
 __all__ = ["MODES", "opmap"]
 
@@ -38,19 +50,50 @@ MODES: Mapping[str, bool | None] = MappingProxyType(
 _REMOTE = frozenset({"process", "async_process", "dask"})
 _START_METHODS = ("fork", "forkserver", "spawn")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+# An ``async def`` function first: it is also a function that returns something.
+@overload
+def opmap(  # type: ignore[overload-overlap]  # the async case is the narrower one
+    func: Callable[Concatenate[T, P], Coroutine[Any, Any, R]], /
+) -> AsyncOpmapFunction[T, P, R]: ...
+
+
+@overload
+def opmap(func: Callable[Concatenate[T, P], R], /) -> OpmapFunction[T, P, R]: ...
+
+
+@overload
+def opmap(
+    *,
+    mode: Mode | None = None,
+    workers: int | None = None,
+    ordered: bool = True,
+    progress: bool | None = None,
+    timeout: float | None = None,
+    chunk_size: int | None = None,
+    should_process: Callable[[], object] | None = None,
+    start_method: StartMethod | None = None,
+    client: Any = None,
+    **opero_settings: Unpack[OperoSettings],
+) -> OpmapDecorator: ...
+
 
 def opmap(
     func: Callable[..., Any] | None = None,
     /,
     *,
-    mode: str | None = None,
+    mode: Mode | None = None,
     workers: int | None = None,
     ordered: bool = True,
     progress: bool | None = None,
     timeout: float | None = None,
     chunk_size: int | None = None,
     should_process: Callable[[], Any] | None = None,
-    start_method: str | None = None,
+    start_method: StartMethod | None = None,
     client: Any = None,
     **opero_settings: Any,
 ) -> Any:

@@ -1,0 +1,175 @@
+"""Code as a user writes it, checked by mypy --strict and pyright (strict): no error allowed.
+
+It decorates module functions and instance and class methods, sync and
+``async def``, maps sync and async functions, and asserts what each checker
+infers with ``assert_type`` (an error when the inferred type differs, a
+no-op at run time).  ``tests/test_typing.py`` runs both checkers on it and
+also imports it and calls its ``run_*`` functions, so the decorated methods
+are shown to bind at run time too.  ``@staticmethod`` over ``@opero`` is in
+``expected_errors.py``: mypy rejects it (a limit of mypy, shown there), pyright
+accepts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any
+
+from typing_extensions import assert_type
+
+from opero import OperoFunction, opero, opmap
+from opero.core.stats import Statistics
+
+# --- module functions ------------------------------------------------------------------
+
+
+@opero(
+    retries=2,
+    cache=True,
+    cache_backend="memory",
+    cache_serializer="pickle",
+    rate_limit=1000,
+    rate_limit_scope="per_args",
+    rate_limit_backend="memory",
+)
+def lookup(key: str, *, default: int = 0) -> int:
+    return len(key) + default
+
+
+@opero
+def bare(x: float) -> float:
+    return x
+
+
+@opero(retries=1, rate_limit=1000, rate_limit_scope="search_api")  # a named group
+async def fetch(url: str, timeout: float = 1.0) -> bytes:
+    return url.encode()
+
+
+def run_module_functions() -> None:
+    assert_type(lookup("ab"), int)
+    assert_type(lookup("ab", default=1), int)
+    assert_type(bare(1.5), float)
+    # mypy infers Coroutine, pyright the narrower types.CoroutineType: assign, then await.
+    pending: Coroutine[Any, Any, bytes] = fetch("u", 2.0)
+    assert_type(asyncio.run(pending), bytes)
+    as_function: OperoFunction[[float], float] = bare
+    assert as_function(2.0) == 2.0
+    lookup.cache_clear()
+    assert_type(lookup.statistics(), Statistics)
+    assert_type(fetch.statistics().calls, int)
+
+
+# --- methods ---------------------------------------------------------------------------
+
+
+class Client:
+    """A client whose methods are decorated: ``self`` and ``cls`` are bound."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    @opero(retries=1, cache=True)
+    def get(self, path: str, *, scale: int = 1) -> str:
+        return (self.base + path) * scale
+
+    @opero(retries=1)
+    async def aget(self, path: str) -> bytes:
+        return (self.base + path).encode()
+
+    @classmethod
+    @opero
+    def build(cls, base: str) -> Client:
+        return cls(base)
+
+    @classmethod
+    @opero(retries=1)
+    async def abuild(cls, base: str) -> Client:
+        return cls(base)
+
+
+class SubClient(Client):
+    """A subclass inherits the decorated methods with ``self`` bound to it."""
+
+
+def run_methods() -> None:
+    client = Client("https://x")
+    assert_type(client.get("/a"), str)
+    assert_type(client.get("/a", scale=2), str)
+    assert_type(Client.get(client, "/a"), str)  # through the class: self is passed
+    assert_type(SubClient("s").get("/b"), str)
+    assert_type(asyncio.run(client.aget("/a")), bytes)
+    assert_type(Client.build("b"), Client)
+    assert_type(client.build("b"), Client)
+    assert_type(asyncio.run(Client.abuild("b")), Client)
+    assert_type(client.get.statistics(), Statistics)
+    client.get.cache_clear()
+    Client.get.cache_clear()
+    assert_type(client.aget.statistics().calls, int)
+    assert_type(Client.build.statistics(), Statistics)
+    Client.abuild.cache_clear()
+    assert client.get("/a") == "https://x/a"
+    assert client.get.statistics().calls >= 1
+
+
+# --- maps --------------------------------------------------------------------------------
+
+
+@opmap(workers=2, progress=False, retries=1, cache=True, cache_backend="memory")
+def square(x: int, scale: int = 1) -> int:
+    return x * x * scale
+
+
+@opmap
+def length(text: str) -> int:
+    return len(text)
+
+
+@opmap(mode="async", workers=2, progress=False, rate_limit=1000)
+async def download(url: str, *, prefix: str = "") -> bytes:
+    return (prefix + url).encode()
+
+
+@opmap(progress=False)
+async def shout(text: str) -> str:
+    return text.upper()
+
+
+def run_sync_maps() -> None:
+    results = square([1, 2, 3], scale=2)
+    assert_type(results, list[int | BaseException])
+    assert_type(square(range(3)), list[int | BaseException])
+    assert_type(length(["a", "bb"]), list[int | BaseException])
+    assert_type(square.imap([1, 2]), Iterator[int | BaseException])
+    assert_type(square.imap_unordered([1, 2], 3), Iterator[int | BaseException])
+    total = 0
+    for value in square.imap(iter([1, 2])):
+        assert_type(value, int | BaseException)
+        if not isinstance(value, BaseException):
+            total += value
+    assert total == 5
+    assert_type(square.statistics(), Statistics)
+    square.cache_clear()
+    assert results == [2, 8, 18]
+
+
+async def use_async_maps() -> list[bytes]:
+    pending = download(["a", "b"], prefix="/")
+    results = await assert_type(pending, Coroutine[Any, Any, list[bytes | BaseException]])
+    assert_type(results, list[bytes | BaseException])
+    assert_type(await shout(("a", "b")), list[str | BaseException])
+    assert_type(download.imap(["a"]), AsyncIterator[bytes | BaseException])
+    assert_type(download.imap_unordered(["a"], prefix="p"), AsyncIterator[bytes | BaseException])
+    seen: list[bytes] = []
+    async for value in download.imap(["c"]):
+        assert_type(value, bytes | BaseException)
+        if isinstance(value, bytes):
+            seen.append(value)
+    assert_type(download.statistics().calls, int)
+    download.cache_clear()
+    return [r for r in results if isinstance(r, bytes)] + seen
+
+
+def run_async_maps() -> None:
+    assert asyncio.run(use_async_maps()) == [b"/a", b"/b", b"c"]
