@@ -7,6 +7,7 @@ it stays a pre-release of 3.0.0, which pip installs only when asked (``--pre``).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -93,8 +94,10 @@ def test_the_wheel_installs_in_a_fresh_virtualenv(tmp_path: Path) -> None:
         capture_output=True,
         timeout=120,
     )
+    # Nothing of this interpreter's path leaks in (CI runs some tests with PYTHONPATH set).
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     shown = subprocess.run(
-        [str(bindir / "opero"), "--version"], capture_output=True, text=True, check=True
+        [str(bindir / "opero"), "--version"], capture_output=True, text=True, check=True, env=clean
     )
     assert shown.stdout.strip() == f"opero {opero.__version__}"
     imported = subprocess.run(
@@ -102,6 +105,7 @@ def test_the_wheel_installs_in_a_fresh_virtualenv(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
+        env=clean,
     )
     installed_version, location = imported.stdout.split()
     assert installed_version == opero.__version__
