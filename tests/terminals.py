@@ -69,13 +69,16 @@ def run_in_terminal(
 
 
 def visible_lines(text: str) -> list[str]:
-    """The lines a terminal shows: each ``\\r`` redraws from the line's start.
+    """The lines a terminal shows: each ``\\r`` returns to the line's start.
 
-    The pty turns ``\\n`` into ``\\r\\n``; a frame overwritten by a later one is
-    replaced by it, so each visible line is its longest frame.
+    The pty turns ``\\n`` into ``\\r\\n``.  A frame overwrites the one before it
+    character by character, and a longer earlier frame's tail stays visible, as on
+    a real screen (tqdm pads its frames so that none does).
     """
     lines = []
     for raw in text.replace("\r\n", "\n").split("\n"):
-        frames = raw.split("\r")
-        lines.append(max(frames, key=len))
+        shown = ""
+        for frame in raw.split("\r"):
+            shown = frame + shown[len(frame) :]
+        lines.append(shown)
     return lines
