@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opero import ConfigurationError, opero, opmap
-from opero.core import rate_limit
+from opero.core import limiters
 
 #: Arbitrary values of every kind a caller might pass by mistake.
 HOSTILE = st.one_of(
@@ -111,12 +111,12 @@ CONTEXT: dict[str, dict[str, Any]] = {
 @pytest.fixture(autouse=True)
 def _forget_groups() -> Iterator[None]:
     """Named rate-limit groups made here must not leak into other tests."""
-    groups, shared = dict(rate_limit._groups), dict(rate_limit._shared_groups)
+    groups, shared = dict(limiters._groups), dict(limiters._shared_groups)
     yield
-    rate_limit._groups.clear()
-    rate_limit._groups.update(groups)
-    rate_limit._shared_groups.clear()
-    rate_limit._shared_groups.update(shared)
+    limiters._groups.clear()
+    limiters._groups.update(groups)
+    limiters._shared_groups.clear()
+    limiters._shared_groups.update(shared)
 
 
 def values_for(name: str) -> st.SearchStrategy[Any]:

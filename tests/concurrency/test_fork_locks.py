@@ -17,7 +17,7 @@ import pytest
 from test_fork_child import in_forked_child
 
 from opero import opero, opmap
-from opero.core import clock, rate_limit
+from opero.core import clock, limiters
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -62,7 +62,7 @@ def locks() -> dict[str, Callable[[], Any]]:
         "limiter": lambda: pipeline.limiter._lock,
         "memory-cache": lambda: pipeline.cache.backend._lock,
         "single-flight": lambda: pipeline.flights._lock,
-        "scope-registry": lambda: rate_limit._groups_lock,
+        "scope-registry": lambda: limiters._groups_lock,
         "clock": lambda: clock._lock,
         "map-counters": lambda: mapped.__opero__.counters._lock,
         "map-limiter": lambda: mapped.__opero__.limiter._lock,

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opero import ConfigurationError, opero
-from opero.core import rate_limit
-from opero.core.rate_limit import Limiter, PerArgsLimiter, limiter_for_scope
+from opero.core import limiters
+from opero.core.limiters import limiter_for_scope
+from opero.core.rate_limit import Limiter, PerArgsLimiter
 from opero.testing import FakeClock
 
 
@@ -43,11 +44,11 @@ def fresh_global() -> Iterator[None]:
     The registry is process-wide and the first user fixes the group's rate, so
     without this the test could break, or be broken by, other tests using "global".
     """
-    saved = rate_limit._groups.pop("global", None)
+    saved = limiters._groups.pop("global", None)
     yield
-    rate_limit._groups.pop("global", None)
+    limiters._groups.pop("global", None)
     if saved is not None:
-        rate_limit._groups["global"] = saved
+        limiters._groups["global"] = saved
 
 
 # --- Limiter.reserve ----------------------------------------------------------------------

@@ -169,10 +169,9 @@ class Pipeline(Frozen):
 
     async def areserve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """:meth:`reserve` for async functions: a shared limiter is asked without blocking."""
-        areserve = getattr(self.limiter, "areserve_for", None)
-        if areserve is None:
-            return self.reserve(args, kwargs)
-        return self._log_rate_wait(await areserve(args, kwargs, clock.now()))
+        if self.limiter is None:
+            return 0.0
+        return self._log_rate_wait(await self.limiter.areserve_for(args, kwargs, clock.now()))
 
     def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """:meth:`reserve` with the wait accounted at once (a map's parent, which always waits)."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
 from opero.core import forksafe, validate
+from opero.core.keys import freeze
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "PerArgsLimiter",
     "RateLimit",
     "check_settings",
-    "limiter_for_scope",
 ]
 
 #: The scope kinds with a meaning of their own; any other string names a shared group.
@@ -107,6 +107,12 @@ class Limiter:
         """Same as :meth:`reserve`: a shared limiter ignores the call's arguments."""
         return self.reserve(now)
 
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """:meth:`reserve_for` for async callers: in-process, it never blocks."""
+        return self.reserve(now)
+
     def idle(self, now: float) -> bool:
         """True when a fresh limiter would behave the same (nothing reserved ahead)."""
         return self._tat <= now
@@ -134,8 +140,6 @@ class PerArgsLimiter:
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Reserve a start on the limiter of this argument set."""
-        from opero.core.cache import freeze  # noqa: PLC0415 - cache imports this module
-
         key = freeze(self._keys(args, kwargs))
         with self._lock:
             limiter = self._limiters.get(key)
@@ -148,115 +152,32 @@ class PerArgsLimiter:
                 limiter = self._limiters[key] = Limiter(self.rate, self.burst)
         return limiter.reserve(now)
 
-
-#: Either kind of limiter; both answer ``reserve_for(args, kwargs, now)``.
-RateLimit = Limiter | PerArgsLimiter
-
-
-_groups: dict[str, Limiter] = {}
-_groups_lock = forksafe.lock()
-#: Shared (redis) limiters of this process, by scope name and server.
-_shared_groups: dict[tuple[Any, ...], Any] = {}
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """:meth:`reserve_for` for async callers: in-process, it never blocks."""
+        return self.reserve_for(args, kwargs, now)
 
 
-def limiter_for_scope(
-    scope: str,
-    rate: float,
-    burst: int,
-    keys: Callable[[tuple[Any, ...], dict[str, Any]], Hashable],
-    *,
-    function: str = "",
-    backend: str = "memory",
-    backend_config: dict[str, Any] | None = None,
-) -> RateLimit | Any:
-    """Build the rate-limit layer for one decorated function.
+class RateLimit(Protocol):
+    """What the shells ask of a limiter, in-process or shared: how long to wait for a slot.
 
-    ``"per_function"`` gets a limiter of its own; ``"per_args"`` one per
-    argument set; ``"global"`` and any other string share one limiter per name
-    across every function that names it.  A group keeps the rate of the
-    function that created it; asking for another rate is a ConfigurationError.
+    ``reserve_for`` books the next start for a call with these arguments and
+    returns the seconds to wait; ``areserve_for`` is the same for async
+    callers (a shared limiter asks its server without blocking the loop).
     """
-    check_settings(rate, burst, scope, backend, backend_config)
-    if backend != "memory":
-        return _shared_limiter(
-            scope=scope,
-            rate=rate,
-            burst=burst,
-            function=function,
-            backend=backend,
-            backend_config=backend_config,
-        )
-    if scope == "per_function":
-        return Limiter(rate, burst)
-    if scope == "per_args":
-        return PerArgsLimiter(rate, burst, keys)
-    with _groups_lock:
-        limiter = _groups.get(scope)
-        if limiter is None:
-            limiter = _groups[scope] = Limiter(rate, burst)
-        elif limiter.rate != float(rate) or limiter.burst != burst:
-            msg = (
-                f"rate_limit_scope {scope!r} already exists with rate_limit={limiter.rate} "
-                f"and rate_limit_burst={limiter.burst}; every function in a group must give "
-                f"the same values (got rate_limit={rate}, rate_limit_burst={burst})"
-            )
-            raise ConfigurationError(msg)
-    return limiter
+
+    rate: float
+    burst: int
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """Book a start; the seconds to wait for it."""
+        ...
+
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """Book a start without blocking the event loop; the seconds to wait for it."""
+        ...
 
 
-def _shared_limiter(
-    *,
-    scope: str,
-    rate: float,
-    burst: int,
-    function: str,
-    backend: str,
-    backend_config: dict[str, Any] | None,
-) -> Any:
-    """A limiter whose schedule lives on a redis server, shared by every process using ``scope``."""
-    if scope == "per_args":
-        msg = (
-            "rate_limit_scope='per_args' is in-process only; with rate_limit_backend='redis' "
-            "use 'per_function', 'global' or a group name"
-        )
-        raise ConfigurationError(msg)
-    from opero.core.backends.redis import (  # noqa: PLC0415 - optional dependency
-        check_clients,
-        make_client,
-        redis_settings,
-        require_redis,
-    )
-    from opero.core.backends.redis_limiter import RedisLimiter  # noqa: PLC0415
-
-    require_redis()
-    config = dict(backend_config or {})
-    check_clients(config, "rate_limit_backend_config")
-    client = config.pop("client", None)
-    async_client = config.pop("async_client", None)
-    settings = redis_settings(config, "rate_limit_backend_config")
-    name = function if scope == "per_function" else scope
-    # Functions of this process that name one group share one limiter (and its clients).
-    identity = (name, repr(sorted(settings.items())), id(client), id(async_client))
-    with _groups_lock:
-        limiter = _shared_groups.get(identity)
-        if limiter is not None:
-            if limiter.rate != float(rate) or limiter.burst != burst:
-                msg = (
-                    f"rate_limit_scope {scope!r} already exists with rate_limit={limiter.rate} "
-                    f"and rate_limit_burst={limiter.burst}; every function in a group must "
-                    f"give the same values (got rate_limit={rate}, rate_limit_burst={burst})"
-                )
-                raise ConfigurationError(msg)
-            return limiter
-        limiter = _shared_groups[identity] = RedisLimiter(
-            rate,
-            burst,
-            name,
-            client_factory=(lambda: client)
-            if client is not None
-            else (lambda: make_client(settings, use_async=False)),
-            async_client_factory=(lambda: async_client)
-            if async_client is not None
-            else (lambda: make_client(settings, use_async=True)),
-        )
-        return limiter
