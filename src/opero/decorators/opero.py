@@ -18,9 +18,9 @@ from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.fallback import check_settings as check_fallback_settings
-from opero.core.limiters import limiter_for_scope
 from opero.core.pipeline import Pipeline
 from opero.core.rate_limit import check_settings as check_rate_settings
+from opero.core.rate_limit import limiter_for_scope
 from opero.core.retry import RetryPolicy, WaitStrategy, normalize_retry_on
 from opero.core.shell import build_async, build_sync
 from opero.core.stats import Statistics
