@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core import clock
-from opero.core.pipeline import Run
+from opero.core.run import Run
 
 if TYPE_CHECKING:
     from opero.core.callbacks import Callback

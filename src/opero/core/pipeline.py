@@ -1,11 +1,9 @@
 """The pipeline: every policy of one decorated function, built once.
 
 ``Pipeline`` holds the validated policies (cache, rate limit, retry,
-fallback, callbacks) and the statistics.  ``Run`` is the failure path of one
-call: after the first error it decides which candidate and attempt come next
-and how long to wait, and builds the ``AllFailedError`` at the end.  Both the
-sync and the async shell (``opero.core.shell``) drive the same ``Run``, so the
-retry and fallback logic exists once.
+fallback, callbacks), the statistics and the single-flight table.  What
+happens after a call fails is ``opero.core.flow`` (the steps) over
+``opero.core.run`` (the state of one failing call).
 """
 
 from __future__ import annotations
@@ -23,9 +21,8 @@ from opero.core.rate_limit import RateLimit
 from opero.core.retry import RetryPolicy
 from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 from opero.core.stats import Counters, Statistics
-from opero.exceptions import AllFailedError
 
-__all__ = ["Pipeline", "Run"]
+__all__ = ["Pipeline"]
 
 logger = logging.getLogger("opero")
 
@@ -197,130 +194,3 @@ class Pipeline(Frozen):
             self.name,
             type(error).__name__,
         )
-
-
-@final
-class Run:
-    """The failure path of one call: which candidate and attempt come next.
-
-    Created only after the first retryable error, so a successful call never
-    allocates one.  Retries and fallbacks are counted when the next call
-    starts (:meth:`call_args`), not when it is planned, so a call cancelled
-    during a backoff has not retried.
-    """
-
-    __slots__ = (
-        "args",
-        "attempt",
-        "candidates",
-        "errors",
-        "index",
-        "kwargs",
-        "pending",
-        "pipeline",
-        "started",
-    )
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        candidates: Sequence[Any] | None,
-    ) -> None:
-        self.pipeline = pipeline
-        self.args = args
-        self.kwargs = kwargs
-        self.candidates = candidates
-        #: 1-based number of the attempt in progress.
-        self.attempt = 1
-        #: Index of the fallback candidate in progress.
-        self.index = 0
-        self.errors: list[BaseException] = []
-        self.started = clock.now()
-        #: The counter the next call's start advances (retries or fallbacks).
-        self.pending: Any = None
-
-    def failed(self, error: BaseException) -> float | None:
-        """Record ``error``; return the seconds to wait before the next call, or None to give up.
-
-        After it returns, :attr:`index` is 0 when the next call starts a new
-        retry attempt (the shell then fires ``on_retry``).
-        """
-        pipeline = self.pipeline
-        self.errors.append(error)
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if self.candidates is not None and self.index + 1 < len(self.candidates):
-            self.index += 1
-            self.pending = pipeline.counters.fallbacks
-            if debug:
-                logger.debug(
-                    "opero: %s candidate %d of %r failed (%s); trying candidate %d",
-                    pipeline.name,
-                    self.index - 1,
-                    pipeline.fallback.name if pipeline.fallback else None,
-                    type(error).__name__,
-                    self.index,
-                )
-            return pipeline.fallback.delay if pipeline.fallback else 0.0
-        if self.attempt <= pipeline.retry.retries:
-            failed_attempt = self.attempt
-            delay = pipeline.retry.delay(failed_attempt, lambda: self._tenacity_state(error))
-            self.attempt += 1
-            self.index = 0
-            self.pending = pipeline.counters.retries
-            if debug:
-                logger.debug(
-                    "opero: %s attempt %d failed (%s); retry %d of %d in %.3fs",
-                    pipeline.name,
-                    failed_attempt,
-                    type(error).__name__,
-                    failed_attempt,
-                    pipeline.retry.retries,
-                    delay,
-                )
-            return delay
-        return None
-
-    def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Arguments for the next call (the current candidate substituted); counts its start."""
-        next(self.pending)
-        if self.candidates is None or self.pipeline.fallback is None:
-            return self.args, self.kwargs
-        return self.pipeline.fallback.substitute(
-            self.args, self.kwargs, self.candidates[self.index]
-        )
-
-    def give_up(self) -> AllFailedError:
-        """The error that ends the call, logged at WARNING (types only, no values)."""
-        pipeline = self.pipeline
-        next(pipeline.counters.failures)
-        detail = _plural(self.attempt, "attempt")
-        if self.candidates is not None:
-            detail += f" \u00d7 {_plural(len(self.candidates), 'candidate')}"
-        calls = _plural(len(self.errors), "call")
-        message = f"{calls} of {pipeline.name} failed: {detail}"
-        logger.warning(
-            "opero: %s gave up after %s (%s); last error %s",
-            pipeline.name,
-            calls,
-            detail,
-            type(self.errors[-1]).__name__,
-        )
-        return AllFailedError(message, errors=self.errors)
-
-    def _tenacity_state(self, error: BaseException) -> Any:
-        """A ``tenacity.RetryCallState`` for a user-supplied tenacity wait strategy."""
-        import tenacity  # noqa: PLC0415 - only users who passed wait= pay for the import
-
-        now = clock.now()
-        state = tenacity.RetryCallState(None, self.pipeline.func, self.args, self.kwargs)  # type: ignore[arg-type]
-        state.start_time = self.started
-        state.attempt_number = self.attempt
-        state.outcome = tenacity.Future.construct(self.attempt, error, has_exception=True)
-        state.outcome_timestamp = now
-        return state
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
