@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from opero.concurrency.chunks import NOT_STARTED
 from opero.concurrency.collect import Collector
-from opero.concurrency.dispatch import MapPlan
-from opero.concurrency.pool import NOT_STARTED
+from opero.concurrency.plan import MapPlan
 from opero.exceptions import CancelledItemError
 
 __all__ = ["async_iterate"]
@@ -32,7 +32,7 @@ async def async_iterate(
     ordered: bool,
 ) -> AsyncIterator[list[Any]]:
     """Batches of results (or exceptions) for ``items``, in input order or as they complete."""
-    call, timeout, should_process = plan.thread_call, plan.timeout, plan.should_process
+    call, timeout, should_process = _call_of(plan), plan.timeout, plan.should_process
     loop = asyncio.get_running_loop()
     index_of: dict[asyncio.Future[Any], int] = {}
     finished: deque[tuple[int, asyncio.Future[Any]]] = deque()
@@ -92,6 +92,13 @@ async def async_iterate(
         if index_of:
             await asyncio.gather(*index_of, return_exceptions=True)
         collector.close()
+
+
+def _call_of(plan: MapPlan) -> Callable[..., Any]:
+    if plan.thread_call is None:  # pragma: no cover - async mode always has one
+        msg = "an async map needs its per-item call"
+        raise TypeError(msg)
+    return plan.thread_call
 
 
 def _ascending(

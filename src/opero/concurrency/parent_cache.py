@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from opero.concurrency.pool import Batch, Chunk
 from opero.core.backends.memory import MISSING
 
 if TYPE_CHECKING:
-    from opero.concurrency.dispatch import MapPlan
+    from opero.concurrency.chunks import Batch, Chunk
+    from opero.concurrency.plan import MapPlan
+    from opero.core.cache import CacheLayer
 
 __all__ = ["ParentCache"]
 
@@ -25,9 +26,11 @@ class ParentCache:
 
     __slots__ = ("args", "cache", "followers", "key_of", "kwargs", "leader_of", "plan")
 
-    def __init__(self, plan: MapPlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, plan: MapPlan, cache: CacheLayer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         self.plan = plan
-        self.cache = plan.cache
+        self.cache = cache
         self.args = args
         self.kwargs = kwargs
         #: Key -> index of the item computing it, and back; index -> items waiting for it.
@@ -61,7 +64,7 @@ class ParentCache:
             miss_items.append(item)
         if not hit_indices:
             return None, (miss_indices, miss_items)
-        self.plan.pipeline.counters.add("cache_hits", len(hit_indices))
+        self.plan.pipeline.counters.add_cache_hits(len(hit_indices))
         return (hit_indices, hit_values, []), (miss_indices, miss_items)
 
     def store(self, items: list[Any], values: list[Any], failed: list[int]) -> None:
@@ -75,7 +78,7 @@ class ParentCache:
             if key is not MISSING:
                 stored += 1
                 cache.set(cache.hashable(key), value)
-        self.plan.pipeline.counters.add("cache_misses", stored)
+        self.plan.pipeline.counters.add_cache_misses(stored)
 
     def shared(self, batch: Batch) -> Iterator[Batch]:
         """What the items waiting for this batch's items get: the same value or error.
@@ -94,7 +97,7 @@ class ParentCache:
             del self.leader_of[key]
             waiting = self.followers.pop(index, None)
             if waiting:
-                self.plan.pipeline.counters.add("cache_hits", len(waiting))
+                self.plan.pipeline.counters.add_cache_hits(len(waiting))
                 if self.plan.on_cache_hit is not None:
                     for _ in waiting:
                         self.plan.on_cache_hit.fire()

@@ -1,4 +1,4 @@
-"""Every pool ``@opmap`` uses: creation, reuse, shutdown, and which process owns it.
+"""The pool registry: every pool ``@opmap`` uses, its creation, reuse, owner and shutdown.
 
 Pools are shared by every mapped function with the same kind and size, kept
 between calls (starting processes is the expensive part) and shut down at
@@ -14,33 +14,21 @@ import multiprocessing
 import os
 import sys
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
 
+# Batch: still imported from here by collect.py (its home is chunks.py now).
+from opero.concurrency.chunks import Batch
 from opero.concurrency.ownership import disown_workers, forget_forkserver, watch_owner
 from opero.concurrency.worker import WorkerSpec, prepare_worker
-from opero.exceptions import CancelledItemError
 
 __all__ = [
-    "Outcome",
+    "Batch",
     "default_start_method",
     "kill_process_pool",
     "process_pool",
     "thread_pool",
 ]
-
-#: One item's result: ``(index, ok, value)``; ``value`` is the exception when not ok.
-Outcome = tuple[int, bool, Any]
-#: Work sent out: ``(indices, items)``.
-Chunk = tuple[list[int], list[Any]]
-#: Work come back: ``(indices, values, positions that failed)``; exceptions sit in their slots.
-Batch = tuple[list[int], list[Any], list[int]]
-
-#: The message of an item that ``should_process`` stopped before it started.
-NOT_STARTED = "not started: should_process said stop"
 
 
 class _Pools:
@@ -209,48 +197,3 @@ def _shutdown_pools() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
     for tpool in threads:
         tpool.shutdown(wait=False, cancel_futures=True)
-
-
-class ThreadJob:
-    """One map's per-item call in pool threads: runs chunks, notes start times for deadlines."""
-
-    __slots__ = ("args", "call", "kwargs", "should_process", "started", "stop")
-
-    def __init__(
-        self,
-        call: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        should_process: Callable[[], Any] | None,
-        *,
-        track_start: bool,
-    ) -> None:
-        self.call = call
-        self.args = args
-        self.kwargs = kwargs
-        self.should_process = should_process
-        #: Set to stop starting items (should_process said no, or the map was left).
-        self.stop = threading.Event()
-        #: When each item began (only with a timeout: deadlines count from the start).
-        self.started: dict[int, float] | None = {} if track_start else None
-
-    def run(self, indices: list[int], items: list[Any]) -> tuple[list[Any], list[int]]:
-        """Run the chunk's items one after another: ``(values, failed positions)``."""
-        values: list[Any] = []
-        failed: list[int] = []
-        call, args, kwargs = self.call, self.args, self.kwargs
-        should_process, started = self.should_process, self.started
-        for position, (index, item) in enumerate(zip(indices, items, strict=True)):
-            if self.stop.is_set() or (should_process is not None and not should_process()):
-                self.stop.set()
-                values.append(CancelledItemError(NOT_STARTED))
-                failed.append(position)
-                continue
-            if started is not None:
-                started[index] = time.monotonic()
-            try:
-                values.append(call(item, *args, **kwargs))
-            except Exception as exc:
-                values.append(exc)
-                failed.append(position)
-        return values, failed

@@ -12,20 +12,18 @@ which the parent adds to the mapped function's statistics.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import operator
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from opero.concurrency.items import run_async_chunk, run_sync_chunk
 from opero.exceptions import ConcurrencyError
 
 __all__ = [
     "Delta",
     "WorkerSpec",
-    "merge_delta",
     "prepare_worker",
     "run_chunk_in_worker",
     "run_chunk_with_deadline",
@@ -78,9 +76,9 @@ def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes
         if getattr(call, "_opero_is_async", False):
             import asyncio  # noqa: PLC0415
 
-            values, failed = asyncio.run(_run_async_chunk(call, items, args, kwargs))
+            values, failed = asyncio.run(run_async_chunk(call, items, args, kwargs))
         else:
-            values, failed = _run_sync_chunk(call, items, args, kwargs)
+            values, failed, _ = run_sync_chunk(call, items, args, kwargs)
         delta = _delta(before, tally()) if tally is not None else None
     finally:
         idle.append(call)
@@ -110,13 +108,6 @@ def _delta(before: Any, after: tuple[int, int, int, float]) -> Delta:
         return None
     retries, fallbacks, failures, waited = after
     return (retries - before[0], fallbacks - before[1], failures - before[2], waited - before[3])
-
-
-def merge_delta(counters: Any, delta: Delta) -> None:
-    """In the parent: add a chunk's worker-side counts to the mapped function's counters."""
-    if delta is not None:
-        retries, fallbacks, failures, waited = delta
-        counters.merge({"retries": retries, "fallbacks": fallbacks, "failures": failures}, waited)
 
 
 def run_chunk_with_deadline(
@@ -151,73 +142,6 @@ def run_chunk_with_deadline(
     late = [TimeoutError(f"item did not finish within {timeout} s") for _ in range(count)]
     # What the late items go on to count is dropped with their results.
     return _pack(late, list(range(count)), None)
-
-
-def _run_sync_chunk(
-    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[list[Any], list[int]]:
-    """Each item through its pipeline; with nothing to do on success, the function directly.
-
-    ``call._opero_direct`` is the plain function and ``call._opero_resume`` continues the
-    retry loop from a first error, so a successful item costs one plain call, made
-    by ``map`` in C: for trivial items the loop itself would cost more than the work.
-    """
-    direct = getattr(call, "_opero_direct", None)
-    resume = getattr(call, "_opero_resume", None)
-    if direct is None or resume is None:
-        return _run_each(call, items, args, kwargs)
-    one = direct if not args and not kwargs else functools.partial(_call_with, direct, args, kwargs)
-    values: list[Any] = []
-    failed: list[int] = []
-    remaining = iter(items)
-    while True:
-        try:
-            values.extend(map(one, remaining))  # keeps what came before an error (CPython)
-        except Exception as first:
-            # ``remaining`` is past the item that raised: its position is what was taken.
-            position = len(items) - operator.length_hint(remaining) - 1
-            try:
-                values.append(resume(first, (items[position], *args), kwargs))
-            except Exception as exc:
-                values.append(exc)
-                failed.append(position)
-            continue
-        return values, failed
-
-
-def _call_with(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any
-) -> Any:
-    return func(item, *args, **kwargs)
-
-
-def _run_each(
-    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[list[Any], list[int]]:
-    values: list[Any] = []
-    failed: list[int] = []
-    for position, item in enumerate(items):
-        try:
-            values.append(call(item, *args, **kwargs))
-        except Exception as exc:
-            values.append(exc)
-            failed.append(position)
-    return values, failed
-
-
-async def _run_async_chunk(
-    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[list[Any], list[int]]:
-    import asyncio  # noqa: PLC0415
-
-    async def one(item: Any) -> tuple[bool, Any]:
-        try:
-            return (True, await call(item, *args, **kwargs))
-        except Exception as exc:
-            return (False, exc)
-
-    results = await asyncio.gather(*(one(item) for item in items))
-    return [value for _, value in results], [i for i, (ok, _) in enumerate(results) if not ok]
 
 
 def _pack(values: list[Any], failed: list[int], delta: Delta) -> bytes:

@@ -153,6 +153,22 @@ class Counters:
         with self._lock:
             self._bulk[counter] = self._bulk.get(counter, 0) + n
 
+    def add_entries(self, n: int) -> None:
+        """Count ``n`` calls that reached the function, at once (a map's chunk)."""
+        self.add("entries", n)
+
+    def add_cache_hits(self, n: int) -> None:
+        """Count ``n`` calls answered from the cache, at once (a map's chunk)."""
+        self.add("cache_hits", n)
+
+    def add_cache_misses(self, n: int) -> None:
+        """Count ``n`` calls that missed the cache and computed, at once (a map's chunk)."""
+        self.add("cache_misses", n)
+
+    def add_worker_counts(self, retries: int, fallbacks: int, failures: int, waited: float) -> None:
+        """Add what a map's worker counted for one chunk (see :meth:`tally`), in one step."""
+        self.merge({"retries": retries, "fallbacks": fallbacks, "failures": failures}, waited)
+
     def add_wait(self, seconds: float) -> None:
         """Account ``seconds`` of waiting (backoff, fallback pause, rate limit)."""
         with self._lock:

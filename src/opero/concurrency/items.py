@@ -1,0 +1,142 @@
+"""How one chunk's items go through the per-item call, in a pool thread or a worker process.
+
+Both kinds of worker run a chunk here, so both get the same fast path: when a
+successful item needs nothing but the call itself (no cache, rate limit,
+fallback or ``on_success``), the items go through the plain function with
+``map``, in C, and only an item that raises continues in the pipeline's retry
+loop.  For trivial items the Python loop around each call would cost more than
+the work; this is what lets a thread map keep up with
+``multiprocessing.pool.ThreadPool.map``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opero.concurrency.chunks import NOT_STARTED
+from opero.exceptions import CancelledItemError
+
+__all__ = ["fast_path", "run_async_chunk", "run_sync_chunk"]
+
+#: A chunk's outcomes: ``(values, failed positions)``, each exception in its item's slot.
+Outcomes = tuple[list[Any], list[int]]
+#: The plain function, and the retry loop that takes over from an item's first error.
+FastPath = tuple[Callable[..., Any], Callable[[Exception, tuple[Any, ...], dict[str, Any]], Any]]
+
+#: With a stop flag, items go in slices that take about this long, so that a map the
+#: caller left stops within a slice (or one item), not at the end of the chunk.
+_SLICE_SECONDS = 0.002
+
+
+def fast_path(call: Callable[..., Any]) -> FastPath | None:
+    """``call``'s plain function and its retry loop, when a success needs nothing else."""
+    direct = getattr(call, "_opero_direct", None)
+    resume = getattr(call, "_opero_resume", None)
+    if direct is None or resume is None:
+        return None
+    return direct, resume
+
+
+def run_sync_chunk(
+    call: Callable[..., Any],
+    items: list[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    stop: threading.Event | None = None,
+) -> tuple[list[Any], list[int], int]:
+    """The chunk's ``(values, failed positions)``, and how many items ran the plain function.
+
+    Those items passed no counter of the pipeline (the caller counts them, in
+    one step).  Once ``stop`` is set the items not yet started come back as
+    ``CancelledItemError``.
+    """
+    fast = fast_path(call)
+    if fast is None:
+        return (*_run_each(call, items, args, kwargs, stop), 0)
+    direct, resume = fast
+    one = direct if not args and not kwargs else functools.partial(_call_with, direct, args, kwargs)
+    values: list[Any] = []
+    failed: list[int] = []
+    plain = 0  # items that went through ``one`` alone
+    remaining = iter(items)
+    size = len(items) if stop is None else 1
+    while len(values) < len(items):
+        if stop is not None and stop.is_set():
+            _cancel_rest(values, failed, len(items))
+            break
+        began, before = time.perf_counter(), len(values)
+        try:
+            # extend keeps what came before an error (CPython), so the item that
+            # raised sits at len(values), and ``remaining`` is just past it.
+            values.extend(map(one, itertools.islice(remaining, size)))
+        except Exception as first:
+            plain += len(values) - before
+            position = len(values)
+            try:
+                values.append(resume(first, (items[position], *args), kwargs))
+            except Exception as exc:
+                values.append(exc)
+                failed.append(position)
+            continue
+        except BaseException:
+            plain += len(values) - before + 1  # the interrupted item had started
+            raise
+        plain += len(values) - before
+        if stop is not None:  # slices of about _SLICE_SECONDS, whatever an item costs
+            took = time.perf_counter() - began
+            size = size * 2 if took < _SLICE_SECONDS else max(1, size // 2)
+    return values, failed, plain
+
+
+def _cancel_rest(values: list[Any], failed: list[int], total: int) -> None:
+    for position in range(len(values), total):
+        values.append(CancelledItemError(NOT_STARTED))
+        failed.append(position)
+
+
+def _call_with(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any
+) -> Any:
+    return func(item, *args, **kwargs)
+
+
+def _run_each(
+    call: Callable[..., Any],
+    items: list[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    stop: threading.Event | None,
+) -> Outcomes:
+    values: list[Any] = []
+    failed: list[int] = []
+    for position, item in enumerate(items):
+        if stop is not None and stop.is_set():
+            _cancel_rest(values, failed, len(items))
+            break
+        try:
+            values.append(call(item, *args, **kwargs))
+        except Exception as exc:
+            values.append(exc)
+            failed.append(position)
+    return values, failed
+
+
+async def run_async_chunk(
+    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Outcomes:
+    """The chunk's items as tasks on this worker's loop, all at once."""
+    import asyncio  # noqa: PLC0415
+
+    async def one(item: Any) -> tuple[bool, Any]:
+        try:
+            return (True, await call(item, *args, **kwargs))
+        except Exception as exc:
+            return (False, exc)
+
+    results = await asyncio.gather(*(one(item) for item in items))
+    return [value for _, value in results], [i for i, (ok, _) in enumerate(results) if not ok]

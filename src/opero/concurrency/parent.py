@@ -1,0 +1,69 @@
+"""What the parent does for items that run in other processes (CONTRACT 22).
+
+The outer layers of the per-item pipeline stay where the map runs: the parent
+asks ``should_process`` before it sends an item, answers hits from the cache
+(``parent_cache.py``), counts the calls and spaces them by the rate limit, so
+a hit never crosses a process boundary and the rate holds across all workers.
+The workers run the rest: retries and fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from opero.concurrency.parent_cache import ParentCache
+from opero.core import clock
+
+if TYPE_CHECKING:
+    from opero.concurrency.chunks import Batch, Chunk
+    from opero.concurrency.plan import MapPlan
+
+__all__ = ["ParentSide"]
+
+
+class ParentSide:
+    """One remote map's outer layers, applied a chunk at a time before it is sent."""
+
+    __slots__ = ("args", "cache", "kwargs", "plan")
+
+    def __init__(self, plan: MapPlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.plan = plan
+        self.args = args
+        self.kwargs = kwargs
+        #: Lookups, stores, and the duplicates waiting on their leaders (None: no cache).
+        cache = plan.cache
+        self.cache = ParentCache(plan, cache, args, kwargs) if cache is not None else None
+
+    def may_start(self) -> bool:
+        """``should_process`` says the next item may go (asked before each one is sent)."""
+        should_process = self.plan.should_process
+        return should_process is None or bool(should_process())
+
+    def admit(self, chunk: Chunk) -> tuple[Batch | None, Chunk]:
+        """The chunk's cache hits as a batch (or None), and the items to send, counted and spaced.
+
+        Counted here once: resubmissions after a death or a timeout are not calls.
+        """
+        hits = None
+        if self.cache is not None:
+            hits, chunk = self.cache.lookup(chunk)
+            if not chunk[0]:
+                return hits, chunk
+        plan = self.plan
+        plan.pipeline.counters.add_entries(len(chunk[0]))
+        if plan.limiter is not None:  # chunks of one item: one start time per item
+            delay = plan.pipeline.rate_delay((chunk[1][0], *self.args), self.kwargs)
+            if delay > 0:
+                clock.sleep(delay)
+        return hits, chunk
+
+    def settle(self, items: list[Any], values: list[Any], failed: list[int]) -> None:
+        """A chunk came back: store its successful results."""
+        if self.cache is not None:
+            self.cache.store(items, values, failed)
+
+    def shared(self, batch: Batch) -> Iterator[Batch]:
+        """What the duplicates waiting for this batch's items get (see `ParentCache.shared`)."""
+        if self.cache is not None:
+            yield from self.cache.shared(batch)
