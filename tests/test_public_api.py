@@ -15,6 +15,7 @@ def test_exports_are_pinned() -> None:
     assert sorted(opero.__all__) == sorted(
         [
             "AllFailedError",
+            "CacheKeyWarning",
             "CancelledItemError",
             "ConcurrencyError",
             "ConfigurationError",

@@ -19,6 +19,7 @@ from opero.decorators.opero import OperoFunction, opero
 from opero.decorators.opmap import opmap
 from opero.exceptions import (
     AllFailedError,
+    CacheKeyWarning,
     CancelledItemError,
     ConcurrencyError,
     ConfigurationError,
@@ -34,6 +35,7 @@ __version__ = "3.0.0a1"
 
 __all__ = [
     "AllFailedError",
+    "CacheKeyWarning",
     "CancelledItemError",
     "ConcurrencyError",
     "ConfigurationError",

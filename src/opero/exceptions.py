@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "AllFailedError",
     "AttemptError",
+    "CacheKeyWarning",
     "CancelledItemError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -123,3 +124,15 @@ class ConcurrencyError(OperoError):
 
 class CancelledItemError(OperoError):
     """An ``opmap`` item was never started because ``should_process`` said stop."""
+
+
+class CacheKeyWarning(UserWarning):
+    """Some calls of a cached function cannot be cache keys, so they run uncached.
+
+    Issued once per function, pointing at its ``def``: the message names the
+    parameter whose value could not be keyed (never the value) and the ways
+    out, ``cache_ignore=`` or ``cache_key=``.  Also issued when a function is
+    decorated whose parameter holds a new per-request object on every call
+    (a FastAPI ``Request``).  Silence it with the standard warning filters, e.g.
+    ``warnings.filterwarnings("ignore", category=opero.CacheKeyWarning)``.
+    """

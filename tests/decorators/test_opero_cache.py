@@ -10,10 +10,10 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from shells import Gate, Shell
 
-from opero import AllFailedError, ConfigurationError, clear_cache, opero
+from opero import AllFailedError, CacheKeyWarning, ConfigurationError, clear_cache, opero
 from opero.testing import FakeClock
+from shells import Gate, Shell
 
 
 class Counter:
@@ -174,9 +174,12 @@ def test_unhashable_unpicklable_argument_calls_through_with_one_warning(
     def use(o: Opaque) -> str:
         return str(counter(o))
 
-    with caplog.at_level(logging.WARNING, logger="opero"):
-        for _ in range(3):
-            assert shell.call(use, Opaque()) == "done"
+    with (
+        caplog.at_level(logging.WARNING, logger="opero"),
+        pytest.warns(CacheKeyWarning, match="parameter 'o'"),
+    ):
+        results = [shell.call(use, Opaque()) for _ in range(3)]
+    assert results == ["done"] * 3
     assert counter.calls == 3
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -297,7 +300,10 @@ def test_failing_cache_key_calls_through_and_warns_once(
         return str(kwargs["missing"])
 
     f = opero(cache=True, cache_key=bad_key)(shell.fn(counter))
-    with caplog.at_level(logging.WARNING, logger="opero"):
+    with (
+        caplog.at_level(logging.WARNING, logger="opero"),
+        pytest.warns(CacheKeyWarning, match="cache_key raised KeyError"),
+    ):
         assert [shell.call(f, 1), shell.call(f, 1), shell.call(f, 1)] == [1, 1, 1]
     assert counter.calls == 3
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

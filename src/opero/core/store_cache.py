@@ -14,7 +14,8 @@ from typing import Any, final
 from opero.core import clock, validate
 from opero.core.backends.base import ByteStore, function_prefix, open_store
 from opero.core.backends.memory import MISSING
-from opero.core.keys import KeyFunction, digest, freeze, key_function
+from opero.core.key_report import KeyReport
+from opero.core.keys import KeyFunction, Keys, digest, freeze
 from opero.core.owned import Owned
 from opero.core.serialize import Codec, UnreadableEntryError
 from opero.exceptions import ConfigurationError
@@ -46,6 +47,7 @@ class StoreCache(Owned):
         "key",
         "namespace",
         "prefix",
+        "report",
         "store",
         "ttl",
     )
@@ -59,6 +61,7 @@ class StoreCache(Owned):
         ttl: float | None = None,
         namespace: str = "opero",
         key: Callable[..., Hashable] | None = None,
+        ignore: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.codec = codec
@@ -71,22 +74,38 @@ class StoreCache(Owned):
         self.errors = 0
         #: The store has asyncio methods (redis): the async shell awaits them.
         self.is_async = hasattr(store, "aget")
-        self.key: KeyFunction = self._key_function(func, key)
+        #: Says once why some calls cannot be keyed, and what to do.
+        self.report = KeyReport(func, ignore)
+        self.key: KeyFunction = self._key_function(func, key, ignore)
 
     def _key_function(
-        self, func: Callable[..., Any], custom: Callable[..., Hashable] | None
+        self,
+        func: Callable[..., Any],
+        custom: Callable[..., Hashable] | None,
+        ignore: tuple[str, ...],
     ) -> KeyFunction:
-        build = key_function(func) if custom is None else None
         prefix = self.prefix
+        keys = Keys(func, ignore) if custom is None else None
 
         def store_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-            try:
-                part = custom(func, *args, **kwargs) if custom is not None else build(args, kwargs)  # type: ignore[misc]
+            if keys is not None:
+                part = keys.key(args, kwargs)
                 if part is MISSING:
                     return MISSING
-                return prefix + (part if isinstance(part, str) else digest(freeze(part)))
-            except Exception as exc:
-                self._failed("key", exc)
+            else:
+                try:
+                    part = custom(func, *args, **kwargs)  # type: ignore[misc]
+                except Exception as exc:
+                    self.errors += 1
+                    self.report.custom_failed(exc)
+                    return MISSING
+                if isinstance(part, str):
+                    return prefix + part
+            try:
+                return prefix + digest(freeze(part))
+            except Exception:  # a value with no pickle: a lock, a client, a local class
+                self.errors += 1
+                self.report.unkeyable(keys, part, persistent=True)
                 return MISSING
 
         return store_key

@@ -8,7 +8,7 @@ decoration time, then hands them to the sync or async shell, chosen by one
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -18,6 +18,7 @@ from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.fallback import check_settings as check_fallback_settings
+from opero.core.keys import Keys, ignored_names
 from opero.core.pipeline import Pipeline
 from opero.core.rate_limit import check_settings as check_rate_settings
 from opero.core.rate_limit import limiter_for_scope
@@ -76,6 +77,7 @@ def opero(
     cache_backend: str = "memory",
     cache_backend_config: dict[str, Any] | None = None,
     cache_key: Callable[..., Hashable] | None = None,
+    cache_ignore: str | Collection[str] = (),
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
     cache_serializer: str = "pickle",
@@ -110,6 +112,7 @@ def opero(
     cache_backend: str = "memory",
     cache_backend_config: dict[str, Any] | None = None,
     cache_key: Callable[..., Hashable] | None = None,
+    cache_ignore: str | Collection[str] = (),
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
     cache_serializer: str = "pickle",
@@ -147,6 +150,9 @@ def opero(
             ``{"path"}`` (sqlite), ``{"host", "port", "db", "password"}`` or ``{"url"}``
             or ``{"client"}`` (redis).
         cache_key: ``cache_key(func, *args, **kwargs)`` returning the key to use.
+        cache_ignore: Parameters left out of the cache key, by name (checked against the
+            signature): a ``request``, a session, a client. ``("self",)`` shares one cache
+            among all instances of a method's class. Not with ``cache_key``.
         cache_namespace: A name under which ``clear_cache(namespace=...)`` finds the entries.
         cache_maxsize: Most entries kept in memory (least recently used go first).
         cache_serializer: ``"pickle"`` or ``"json"`` (readable by other programs) for
@@ -204,6 +210,7 @@ def _validate_early(config: Mapping[str, Any]) -> RetryPolicy:
         backend_config=config["cache_backend_config"],
         serializer=config["cache_serializer"],
         secret=config["cache_secret"],
+        ignore=config["cache_ignore"],
     )
     check_rate_settings(
         config["rate_limit"],
@@ -254,6 +261,8 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
     is_async = inspect.iscoroutinefunction(func)
     retry = _validate_early(config)
     cache = None
+    if config["cache_ignore"] and not config["cache"]:
+        Keys(func, ignored_names(config["cache_ignore"]))  # names checked with the cache off too
     if config["cache"]:
         cache = make_cache(
             func,
@@ -265,6 +274,7 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
             backend_config=config["cache_backend_config"],
             serializer=config["cache_serializer"],
             secret=config["cache_secret"],
+            ignore=config["cache_ignore"],
         )
     limiter = None
     if config["rate_limit"] is not None:
