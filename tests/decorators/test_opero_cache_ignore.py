@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from opero import CacheKeyWarning, ConfigurationError, opero, opmap
+from opero.core.backends.memory import MISSING
+from opero.core.keys import Keys
 from opero.testing import FakeClock
 from shells import Shell
 
@@ -463,3 +467,38 @@ def test_a_method_hit_from_many_threads_after_instances_die() -> None:
     gc.collect()
     Service().value(99)  # a store: the dead instances' entries go
     assert Service.value.__opero__.cache.stats()["entries"] <= 2
+
+
+# -- key shapes ---------------------------------------------------------------------------
+
+
+def _shop(sku: str, request: object, count: int = 1, *, region: str = "eu") -> None: ...
+
+
+def _lookup(sku: str, request: object, count: int = 1) -> None: ...
+
+
+_values = st.one_of(st.integers(), st.text(max_size=5), st.none())
+
+
+@given(sku=_values, count=_values, first=_values, second=_values)
+def test_every_call_form_gives_one_key_whatever_the_ignored_value(
+    sku: object, count: object, first: object, second: object
+) -> None:
+    for func in (_lookup, _shop):
+        key = Keys(func, ("request",)).key
+        forms = [
+            key((sku, first, count), {}),
+            key((sku, second), {"count": count}),
+            key((), {"sku": sku, "request": second, "count": count}),
+        ]
+        assert all(form == forms[0] for form in forms)
+        assert MISSING not in forms
+        if count == 1:
+            assert key((sku, first), {}) == forms[0]  # the default applied
+
+
+def test_without_cache_ignore_the_all_positional_key_is_the_args_tuple() -> None:
+    args = ("a", object(), 2)
+    assert Keys(_lookup).key(args, {}) is args
+    assert Keys(_lookup, weak_self=True).key(args, {}) is args  # no ``self``: untouched
