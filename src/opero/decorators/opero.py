@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Hashable, Mapping
 from types import MappingProxyType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core import validate
 from opero.core.cache import check_settings as check_cache_settings
@@ -19,19 +19,27 @@ from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.fallback import check_settings as check_fallback_settings
 from opero.core.keys import Keys, ignored_names
+from opero.core.limiters import limiter_for_scope
 from opero.core.pipeline import Pipeline
 from opero.core.rate_limit import check_settings as check_rate_settings
-from opero.core.rate_limit import limiter_for_scope
 from opero.core.retry import RetryPolicy, WaitStrategy, normalize_retry_on
 from opero.core.shell import build_async, build_sync
-from opero.core.stats import Statistics
+from opero.decorators.types import (
+    CacheBackend,
+    CacheSerializer,
+    OperoClassMethod,
+    OperoDecorator,
+    OperoFunction,
+    RateLimitBackend,
+    RateLimitScope,
+)
 from opero.exceptions import ConfigurationError
 
 __all__ = ["OperoFunction", "opero"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
+C = TypeVar("C")
 
 #: The backoff settings that a tenacity ``wait=`` strategy replaces, with their defaults.
 _BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -41,21 +49,9 @@ _BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 _CALLBACKS = ("on_retry", "on_success", "on_failure", "on_cache_hit")
 
 
-class OperoFunction(Protocol[P, R_co]):
-    """A function decorated with ``@opero``: same signature, plus cache and stats helpers."""
-
-    @property
-    def __wrapped__(self) -> Callable[P, R_co]:
-        """The undecorated function."""
-        ...
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
-
-    def cache_clear(self) -> None:
-        """Forget every cached result of this function."""
-
-    def statistics(self) -> Statistics:
-        """Counts of calls, attempts, retries, fallbacks, cache hits and time waited."""
+# A function whose first parameter is a class (``cls``): bound like @classmethod (see types.py).
+@overload
+def opero(func: Callable[Concatenate[type[C], P], R], /) -> OperoClassMethod[C, P, R]: ...
 
 
 @overload
@@ -74,18 +70,18 @@ def opero(
     wait: WaitStrategy | None = None,
     cache: bool = False,
     cache_ttl: float | None = None,
-    cache_backend: str = "memory",
+    cache_backend: CacheBackend = "memory",
     cache_backend_config: dict[str, Any] | None = None,
     cache_key: Callable[..., Hashable] | None = None,
     cache_ignore: str | Collection[str] = (),
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
-    cache_serializer: str = "pickle",
+    cache_serializer: CacheSerializer = "pickle",
     cache_secret: str | bytes | None = None,
     rate_limit: float | None = None,
-    rate_limit_scope: str = "per_function",
+    rate_limit_scope: RateLimitScope = "per_function",
     rate_limit_burst: int = 1,
-    rate_limit_backend: str = "memory",
+    rate_limit_backend: RateLimitBackend = "memory",
     rate_limit_backend_config: dict[str, Any] | None = None,
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
@@ -93,7 +89,7 @@ def opero(
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
     on_cache_hit: Callable[..., Any] | None = None,
-) -> Callable[[Callable[P, R]], OperoFunction[P, R]]: ...
+) -> OperoDecorator: ...
 
 
 def opero(
@@ -109,18 +105,18 @@ def opero(
     wait: WaitStrategy | None = None,
     cache: bool = False,
     cache_ttl: float | None = None,
-    cache_backend: str = "memory",
+    cache_backend: CacheBackend = "memory",
     cache_backend_config: dict[str, Any] | None = None,
     cache_key: Callable[..., Hashable] | None = None,
     cache_ignore: str | Collection[str] = (),
     cache_namespace: str = "opero",
     cache_maxsize: int | None = 4096,
-    cache_serializer: str = "pickle",
+    cache_serializer: CacheSerializer = "pickle",
     cache_secret: str | bytes | None = None,
     rate_limit: float | None = None,
-    rate_limit_scope: str = "per_function",
+    rate_limit_scope: RateLimitScope = "per_function",
     rate_limit_burst: int = 1,
-    rate_limit_backend: str = "memory",
+    rate_limit_backend: RateLimitBackend = "memory",
     rate_limit_backend_config: dict[str, Any] | None = None,
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
