@@ -120,8 +120,10 @@ def test_bare_decorator_works() -> None:
     def double(x: int) -> int:
         return 2 * x
 
-    # progress defaults to True; the bar is not what this test is about.
-    assert double.__opmap__.progress is True
+    # progress defaults to None: a bar labelled "double" on a terminal, no summary line
+    # elsewhere; the bar is not what this test is about.
+    progress = double.__opmap__.progress
+    assert (progress.label, progress.summary) == ("double", False)
     assert double.__opmap__.mode == "thread"
 
 
