@@ -7,20 +7,20 @@ item's slot, so the per-item cost in the parent is a list append.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["NOT_STARTED", "Batch", "Chunk", "failed_batch"]
 
-#: Work sent out: ``(indices, items)``.
-Chunk = tuple[list[int], list[Any]]
+#: Work sent out: ``(indices, items)``; the indices ascend (a ``range`` for fresh input).
+Chunk = tuple[Sequence[int], list[Any]]
 #: Work come back: ``(indices, values, positions that failed)``; exceptions sit in their slots.
-Batch = tuple[list[int], list[Any], list[int]]
+Batch = tuple[Sequence[int], list[Any], list[int]]
 
 #: The message of an item that ``should_process`` stopped before it started.
 NOT_STARTED = "not started: should_process said stop"
 
 
-def failed_batch(indices: list[int], error: Callable[[], BaseException]) -> Batch:
+def failed_batch(indices: Sequence[int], error: Callable[[], BaseException]) -> Batch:
     """A batch in which every item failed, each with its own ``error()``."""
     return (indices, [error() for _ in indices], list(range(len(indices))))

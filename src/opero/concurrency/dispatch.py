@@ -61,7 +61,7 @@ def iterate(
         cancel=cancel,
     )
     try:
-        for batch in run.batches(iter(items)):
+        for batch in run.batches(items):
             ready_now = collector.add(batch)
             if ready_now:
                 yield ready_now

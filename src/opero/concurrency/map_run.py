@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +67,9 @@ class MapRun:
         self.cancelled = False
         self.consumed = 0
 
-    def batches(self, source: Iterator[Any]) -> Iterator[Batch]:
+    def batches(self, source: Iterable[Any]) -> Iterator[Batch]:
         """The map's batches as they come, reading ``source`` only as far as it must."""
+        read = _reader(source, self.size)
         exhausted = False
         while True:
             while (
@@ -77,13 +78,13 @@ class MapRun:
                 and len(self.in_flight) < self.limit
                 and self.backlog() < self.backlog_limit
             ):
-                items = list(itertools.islice(source, self.size))
+                items = read()
                 if not items:
                     exhausted = True
                     break
                 start = self.consumed
                 self.consumed += len(items)
-                self._feed((list(range(start, self.consumed)), items))
+                self._feed((range(start, self.consumed), items))
                 if self.ready and self.cancelled:
                     break  # hand these out before reading further
             if self.suspects and not self.in_flight:
@@ -196,3 +197,21 @@ class MapRun:
         """Stop feeding and cancel what has not started (interrupted: kill what runs)."""
         self.submitter.stop(self.in_flight, interrupted=interrupted)
         self.in_flight.clear()
+
+
+def _reader(source: Iterable[Any], size: int) -> Callable[[], list[Any]]:
+    """Reads the next chunk of ``source``: a slice of a list or tuple (a copy in C), else
+    ``size`` items from its iterator."""
+    if type(source) is list or type(source) is tuple:
+        items = source
+        position = 0
+
+        def read() -> list[Any]:
+            nonlocal position
+            chunk = items[position : position + size]
+            position += len(chunk)
+            return chunk if type(chunk) is list else list(chunk)
+
+        return read
+    iterator = iter(source)
+    return lambda: list(itertools.islice(iterator, size))

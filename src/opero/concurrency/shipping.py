@@ -59,7 +59,7 @@ class Shipment:
         try:
             return chunk, (spec.key, spec.blob, dumps(chunk[1]), self.extra)
         except Exception:
-            kept: Chunk = ([], [])
+            kept: tuple[list[int], list[Any]] = ([], [])
             for index, item in zip(*chunk, strict=True):
                 try:
                     dumps(item)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ class ThreadJob:
         #: When each item began (only with a timeout: deadlines count from the start).
         self.started: dict[int, float] | None = {} if track_start else None
 
-    def run(self, indices: list[int], items: list[Any]) -> tuple[list[Any], list[int]]:
+    def run(self, indices: Sequence[int], items: list[Any]) -> tuple[list[Any], list[int]]:
         """Run the chunk's items one after another: ``(values, failed positions)``."""
         if self.should_process is None and self.started is None:
             plain = 0
@@ -66,7 +66,7 @@ class ThreadJob:
             return values, failed
         return self._run_each(indices, items)
 
-    def _run_each(self, indices: list[int], items: list[Any]) -> tuple[list[Any], list[int]]:
+    def _run_each(self, indices: Sequence[int], items: list[Any]) -> tuple[list[Any], list[int]]:
         """Item by item: ``should_process`` before each one, or its start time noted."""
         values: list[Any] = []
         failed: list[int] = []
