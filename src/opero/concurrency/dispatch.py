@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from opero.concurrency.chunks import Batch
     from opero.concurrency.submit import Submitter
 
-__all__ = ["MapPlan", "iterate"]
+__all__ = ["iterate"]
 
 
 def iterate(

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    from opero.concurrency.dispatch import MapPlan
+    from opero.concurrency.plan import MapPlan
     from opero.concurrency.progress import Progress
     from opero.decorators.types import OperoSettings
 
@@ -216,7 +216,8 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
     # Pools, multiprocessing and cloudpickle load with the first @opmap, not with `import opero`.
     import inspect  # noqa: PLC0415
 
-    from opero.concurrency.dispatch import MapPlan, iterate  # noqa: PLC0415
+    from opero.concurrency.dispatch import iterate  # noqa: PLC0415
+    from opero.concurrency.plan import MapPlan  # noqa: PLC0415
     from opero.concurrency.pool import default_start_method  # noqa: PLC0415
     from opero.concurrency.worker import WorkerSpec  # noqa: PLC0415
 
