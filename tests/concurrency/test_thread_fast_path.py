@@ -47,7 +47,7 @@ def test_a_chunk_stops_within_a_slice_once_its_map_is_left() -> None:
         time.sleep(0.002)
         return x
 
-    call = opmap(mode="thread", progress=False)(work).__opmap__.thread_call
+    call = opmap(mode="thread", progress=False)(work).__opmap__.shell
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
     began = time.monotonic()

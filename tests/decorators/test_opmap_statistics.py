@@ -10,7 +10,6 @@ by hand.
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from typing import Any
 
@@ -95,11 +94,9 @@ def test_counts_are_sent_once_per_chunk_not_per_item() -> None:
     """A chunk with nothing to report sends nothing: no counters ride on successful items."""
     import pickle  # noqa: PLC0415
 
-    from opero.concurrency.worker import WorkerSpec, run_chunk_in_worker  # noqa: PLC0415
-    from opero.decorators.opmap import _worker_call  # noqa: PLC0415
+    from opero.concurrency.worker import run_chunk_in_worker  # noqa: PLC0415
 
-    config = opmap(mode="process", progress=False, **FLAKY_SETTINGS)(flaky).__opero__.config
-    spec = WorkerSpec(functools.partial(_worker_call, flaky, dict(config)))
+    spec = opmap(mode="process", progress=False, **FLAKY_SETTINGS)(flaky).__opmap__.spec
     token = uuid.uuid4().hex
     extra = pickle.dumps(((token,), {}))
 

@@ -59,7 +59,7 @@ def mapped(n: int) -> int:
     return n * 10
 
 
-@opmap(mode="process", workers=2, progress=False, cache=True)
+@opmap(mode="process", workers=2, progress=False, cache=True, rate_limit=10_000)
 def mapped_in_processes(n: int) -> int:
     return n + 1
 

@@ -95,10 +95,10 @@ async def async_iterate(
 
 
 def _call_of(plan: MapPlan) -> Callable[..., Any]:
-    if plan.thread_call is None:  # pragma: no cover - async mode always has one
+    if plan.shell is None:  # pragma: no cover - async mode always has one
         msg = "an async map needs its per-item call"
         raise TypeError(msg)
-    return plan.thread_call
+    return plan.shell.call
 
 
 def _ascending(

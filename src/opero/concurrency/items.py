@@ -16,35 +16,26 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import NOT_STARTED
 from opero.exceptions import CancelledItemError
 
-__all__ = ["fast_path", "run_async_chunk", "run_sync_chunk"]
+if TYPE_CHECKING:
+    from opero.core.shell import Shell
+
+__all__ = ["run_async_chunk", "run_sync_chunk"]
 
 #: A chunk's outcomes: ``(values, failed positions)``, each exception in its item's slot.
 Outcomes = tuple[list[Any], list[int]]
-#: The plain function, and the retry loop that takes over from an item's first error.
-FastPath = tuple[Callable[..., Any], Callable[[Exception, tuple[Any, ...], dict[str, Any]], Any]]
-
 #: With a stop flag, items go in slices that grow eightfold while one takes less than
 #: this, so that a map the caller left stops within a slice (about 16 ms of work at
 #: most, or one item), not at the end of the chunk, and trivial items pay ~5 slices.
 _SLICE_SECONDS = 0.002
 
 
-def fast_path(call: Callable[..., Any]) -> FastPath | None:
-    """``call``'s plain function and its retry loop, when a success needs nothing else."""
-    direct = getattr(call, "_opero_direct", None)
-    resume = getattr(call, "_opero_resume", None)
-    if direct is None or resume is None:
-        return None
-    return direct, resume
-
-
 def run_sync_chunk(
-    call: Callable[..., Any],
+    shell: Shell,
     items: list[Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -56,10 +47,9 @@ def run_sync_chunk(
     one step).  Once ``stop`` is set the items not yet started come back as
     ``CancelledItemError``.
     """
-    fast = fast_path(call)
-    if fast is None:
-        return (*_run_each(call, items, args, kwargs, stop), 0)
-    direct, resume = fast
+    direct, resume = shell.direct, shell.resume
+    if direct is None or resume is None:
+        return (*_run_each(shell.call, items, args, kwargs, stop), 0)
     one = direct if not args and not kwargs else functools.partial(_call_with, direct, args, kwargs)
     values: list[Any] = []
     failed: list[int] = []
@@ -131,10 +121,12 @@ def _run_each(
 
 
 async def run_async_chunk(
-    call: Callable[..., Any], items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    shell: Shell, items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Outcomes:
     """The chunk's items as tasks on this worker's loop, all at once."""
     import asyncio  # noqa: PLC0415
+
+    call = shell.call
 
     async def one(item: Any) -> tuple[bool, Any]:
         try:

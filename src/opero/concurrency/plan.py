@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opero.core.callbacks import Callback
     from opero.core.pipeline import Pipeline
     from opero.core.rate_limit import RateLimit
+    from opero.core.shell import Shell
 
 __all__ = ["MapPlan"]
 
@@ -41,10 +42,10 @@ class MapPlan(Frozen):
         "progress",
         "retries",
         "settings",
+        "shell",
         "should_process",
         "spec",
         "start_method",
-        "thread_call",
         "timeout",
         "workers",
     )
@@ -70,8 +71,8 @@ class MapPlan(Frozen):
     on_cache_hit: Callback | None
     #: Process modes: the function and its worker settings, as cloudpickle bytes.
     spec: WorkerSpec | None
-    #: Thread and async modes: the full per-item @opero wrapper.
-    thread_call: Callable[..., Any] | None
+    #: Thread and async modes: the per-item @opero calls (the whole call, and its fast path).
+    shell: Shell | None
     #: The map's own settings as it runs them (mode, workers, ordered, ...), for introspection.
     settings: Mapping[str, Any]
 
@@ -92,7 +93,7 @@ class MapPlan(Frozen):
         pipeline: Pipeline,
         on_cache_hit: Callback | None,
         spec: WorkerSpec | None,
-        thread_call: Callable[..., Any] | None,
+        shell: Shell | None,
         settings: Mapping[str, Any],
     ) -> None:
         self._init(
@@ -110,7 +111,7 @@ class MapPlan(Frozen):
             pipeline=pipeline,
             on_cache_hit=on_cache_hit,
             spec=spec,
-            thread_call=thread_call,
+            shell=shell,
             settings=settings,
         )
 

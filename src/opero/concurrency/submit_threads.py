@@ -21,6 +21,7 @@ from opero.exceptions import CancelledItemError
 if TYPE_CHECKING:
     from opero.concurrency.plan import MapPlan
     from opero.concurrency.submit import Lost
+    from opero.core.shell import Shell
     from opero.core.stats import Counters
 
 __all__ = ["ThreadJob", "ThreadSubmitter"]
@@ -29,11 +30,11 @@ __all__ = ["ThreadJob", "ThreadSubmitter"]
 class ThreadJob:
     """One map's per-item call in pool threads: runs chunks, notes start times for deadlines."""
 
-    __slots__ = ("args", "call", "counters", "kwargs", "should_process", "started", "stop")
+    __slots__ = ("args", "counters", "kwargs", "shell", "should_process", "started", "stop")
 
     def __init__(
         self,
-        call: Callable[..., Any],
+        shell: Shell,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         should_process: Callable[[], object] | None,
@@ -41,7 +42,7 @@ class ThreadJob:
         *,
         track_start: bool,
     ) -> None:
-        self.call = call
+        self.shell = shell
         self.args = args
         self.kwargs = kwargs
         self.should_process = should_process
@@ -58,7 +59,7 @@ class ThreadJob:
             plain = 0
             try:
                 values, failed, plain = run_sync_chunk(
-                    self.call, items, self.args, self.kwargs, self.stop
+                    self.shell, items, self.args, self.kwargs, self.stop
                 )
             finally:  # the fast path's calls passed no counter: count them here, once
                 if plain:
@@ -70,7 +71,7 @@ class ThreadJob:
         """Item by item: ``should_process`` before each one, or its start time noted."""
         values: list[Any] = []
         failed: list[int] = []
-        call, args, kwargs = self.call, self.args, self.kwargs
+        call, args, kwargs = self.shell.call, self.args, self.kwargs
         should_process, started = self.should_process, self.started
         for position, (index, item) in enumerate(zip(indices, items, strict=True)):
             if self.stop.is_set() or (should_process is not None and not should_process()):
@@ -96,11 +97,11 @@ class ThreadSubmitter:
     def __init__(
         self, plan: MapPlan, args: tuple[Any, ...], kwargs: dict[str, Any], workers: int
     ) -> None:
-        if plan.thread_call is None:  # pragma: no cover - thread modes always have one
+        if plan.shell is None:  # pragma: no cover - thread modes always have one
             msg = "a thread map needs its per-item call"
             raise TypeError(msg)
         self.job = ThreadJob(
-            plan.thread_call,
+            plan.shell,
             args,
             kwargs,
             plan.should_process,

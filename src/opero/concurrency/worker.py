@@ -15,11 +15,13 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
 from opero.exceptions import ConcurrencyError
+
+if TYPE_CHECKING:
+    from opero.core.shell import Shell
 
 __all__ = [
     "Delta",
@@ -51,7 +53,7 @@ class WorkerSpec:
 #: In each worker process: rebuilt per-item callables not in use now, by WorkerSpec.key.
 #: A chunk takes one for itself, so the counts it reads before and after are its own
 #: even when a Dask worker runs several chunks (of several maps) at once.
-_IDLE_CALLS: dict[str, list[Callable[..., Any]]] = {}
+_IDLE_CALLS: dict[str, list[Shell]] = {}
 
 
 def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes) -> bytes:
@@ -70,16 +72,15 @@ def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes
         build = pickle.loads(blob)  # noqa: S301 - our own bytes, from the parent
         call = build()
     args, kwargs = pickle.loads(extra)  # noqa: S301
-    tally = getattr(call, "_opero_tally", None)
-    before = tally() if tally is not None else None
+    before = call.tally()
     try:
-        if getattr(call, "_opero_is_async", False):
+        if call.is_async:
             import asyncio  # noqa: PLC0415
 
             values, failed = asyncio.run(run_async_chunk(call, items, args, kwargs))
         else:
             values, failed, _ = run_sync_chunk(call, items, args, kwargs)
-        delta = _delta(before, tally()) if tally is not None else None
+        delta = _delta(before, call.tally())
     finally:
         idle.append(call)
     return _pack(values, failed, delta)

@@ -17,6 +17,7 @@ from opero.core.cache import CacheLayer
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.frozen import Frozen
+from opero.core.owned import Owned
 from opero.core.rate_limit import RateLimit
 from opero.core.retry import RetryPolicy
 from opero.core.single_flight import AsyncSingleFlight, SingleFlight
@@ -93,6 +94,10 @@ class Pipeline(Frozen):
         counters.own(self)
         if cache is not None:
             cache.own(self, "cache")
+        # A group's limiter is shared: it pickles as the limiter of the first function
+        # that made it, which the receiving process's registry hands every function again.
+        if isinstance(limiter, Owned) and getattr(limiter, "_owner", None) is None:
+            limiter.own(self, "limiter")
 
     # A pipeline is one function's live state: identity, not value, equality.
     __eq__ = object.__eq__
@@ -119,6 +124,11 @@ class Pipeline(Frozen):
             msg = f"the pipeline of {self.name} cannot be pickled: it has no factory"
             raise TypeError(msg)
         return (self.factory, (self.func, dict(self.config)))
+
+    @property
+    def is_async(self) -> bool:
+        """The function is an ``async def`` (its single-flight waits on tasks)."""
+        return type(self.flights) is AsyncSingleFlight
 
     def cache_clear(self) -> None:
         """Forget every cached result of this function (nothing to do without a cache)."""

@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol, final
 
 from opero.core import forksafe, validate
 from opero.core.keys import freeze
+from opero.core.owned import Owned
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -74,7 +75,7 @@ def check_settings(
 
 
 @final
-class Limiter:
+class Limiter(Owned):
     """Even spacing at ``rate`` calls per second, letting ``burst`` calls start at once.
 
     Examples:
@@ -83,7 +84,7 @@ class Limiter:
         (0.0, 0.1, 0.0)
     """
 
-    __slots__ = ("_lock", "_tat", "burst", "interval", "rate")
+    __slots__ = ("_lock", "_owner", "_tat", "burst", "interval", "rate")
 
     def __init__(self, rate: float, burst: int = 1) -> None:
         _check_rate(rate, burst)
@@ -119,10 +120,10 @@ class Limiter:
 
 
 @final
-class PerArgsLimiter:
+class PerArgsLimiter(Owned):
     """One :class:`Limiter` per distinct argument set (``rate_limit_scope="per_args"``)."""
 
-    __slots__ = ("_keys", "_limiters", "_lock", "_prune_at", "burst", "rate")
+    __slots__ = ("_keys", "_limiters", "_lock", "_owner", "_prune_at", "burst", "rate")
 
     def __init__(
         self,

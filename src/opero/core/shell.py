@@ -20,8 +20,8 @@ through ``p``, so an unpickled function gets one consistent fresh state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, cast, final
 
 from opero.core.cache import MISSING
 from opero.core.flow import Wait, adrive, drive, recover
@@ -30,10 +30,62 @@ from opero.core.pipeline import Pipeline
 if TYPE_CHECKING:
     from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 
-__all__ = ["build_async", "build_sync"]
+__all__ = ["Shell", "build_async", "build_sync", "worker_shell"]
 
 DEBUG = logging.DEBUG
 debug_enabled = logging.getLogger("opero").isEnabledFor
+
+
+@final
+class Shell:
+    """One decorated function's calls, as the map engine uses them.
+
+    ``call`` is the whole decorated call.  For a sync function whose success
+    needs nothing but the function itself (no cache, rate limit, fallback or
+    ``on_success``: a process map keeps cache and rate limit in its parent, so
+    its workers qualify), ``direct`` is the plain
+    function and ``resume(error, args, kwargs)`` continues the same failure path
+    after ``direct`` raised, so a map's successful items cost one plain call
+    each; otherwise both are None.  ``tally`` reads the counts a chunk's items
+    add (``Counters.tally``), which workers send back to the parent.
+    """
+
+    __slots__ = ("call", "direct", "is_async", "pipeline", "resume", "tally")
+
+    def __init__(self, p: Pipeline) -> None:
+        self.pipeline = p
+        self.is_async = p.is_async
+        self.call: Callable[..., Any] = build_async(p) if p.is_async else build_sync(p)
+        self.tally = p.counters.tally
+        plain = not p.is_async and p.callbacks.on_success is None and p.layers == ("retry",)
+        self.direct: Callable[..., Any] | None = p.func if plain else None
+        self.resume: Callable[[BaseException, tuple[Any, ...], dict[str, Any]], Any] | None = (
+            _resumer(p) if plain else None
+        )
+
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Built again from its pipeline, which pickles as a rebuild (see Pipeline.__reduce__).
+        return (Shell, (self.pipeline,))
+
+
+def _resumer(p: Pipeline) -> Callable[[BaseException, tuple[Any, ...], dict[str, Any]], Any]:
+    fn, entries = p.func, p.counters.entries
+
+    def resume(error: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        next(entries)
+        return drive(recover(p, args, kwargs, None, error), fn)
+
+    return resume
+
+
+def worker_shell(
+    factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline],
+    func: Callable[..., Any],
+    config: Mapping[str, Any],
+) -> Shell:
+    """Run in a map's worker: ``func``'s per-item pipeline, built there from its settings."""
+    return Shell(factory(func, config))
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
@@ -66,16 +118,6 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
             next(p.counters.unserved)
             raise
         return attempts(*args, **kwargs)
-
-    if not has_fallback and on_success is None:
-        # For @opmap's process workers: call ``fn`` directly, and only on an error
-        # continue the same failure path here (the success path then costs one call).
-        def resume(error: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            next(entries)
-            return drive(recover(p, args, kwargs, None, error), fn)
-
-        attempts._opero_direct = fn  # type: ignore[attr-defined]
-        attempts._opero_resume = resume  # type: ignore[attr-defined]
 
     inner = limited if p.limiter is not None else attempts
     if cache is None:

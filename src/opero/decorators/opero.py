@@ -23,7 +23,7 @@ from opero.core.limiters import limiter_for_scope
 from opero.core.pipeline import Pipeline
 from opero.core.rate_limit import check_settings as check_rate_settings
 from opero.core.retry import RetryPolicy, WaitStrategy, normalize_retry_on
-from opero.core.shell import build_async, build_sync
+from opero.core.shell import Shell
 from opero.decorators.types import (
     CacheBackend,
     CacheSerializer,
@@ -312,10 +312,9 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
 
 
 def _decorate(func: Callable[..., Any], config: Mapping[str, Any]) -> Any:
-    import inspect  # noqa: PLC0415
 
     pipeline = build_pipeline(func, config)
-    shell = build_async(pipeline) if inspect.iscoroutinefunction(func) else build_sync(pipeline)
+    shell = Shell(pipeline).call
     wrapper = functools.wraps(func)(shell)
     wrapper.__opero__ = pipeline  # type: ignore[attr-defined]
     # Bound methods of the pipeline, so a pickled function keeps them tied to its own state.

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core import validate
-from opero.core.shell import build_async, build_sync
+from opero.core.shell import Shell, worker_shell
 from opero.decorators.opero import _validate_early, build_pipeline, opero
 from opero.decorators.types import (
     AsyncOpmapFunction,
@@ -243,11 +243,11 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
     parent = build_pipeline(func, config)
     if process:
         worker_config = {**config, "cache": False, "rate_limit": None}
-        spec = WorkerSpec(functools.partial(_worker_call, func, worker_config))
-        thread_call = None
+        spec = WorkerSpec(functools.partial(worker_shell, build_pipeline, func, worker_config))
+        shell = None
     else:
         spec = None
-        thread_call = build_sync(parent) if not is_async else build_async(parent)
+        shell = Shell(parent)
     start_method = options["start_method"] or default_start_method()
     workers = options["workers"] or (0 if mode == "dask" else 4)
     plan = MapPlan(
@@ -265,7 +265,7 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
         pipeline=parent,
         on_cache_hit=parent.callbacks.on_cache_hit,
         spec=spec,
-        thread_call=thread_call,
+        shell=shell,
         # What get_opero_info shows next to the @opero settings: the map's own, as it runs them.
         settings=MappingProxyType(
             {**options, "mode": mode, "workers": workers, "start_method": start_method}
@@ -292,19 +292,6 @@ def _progress(func: Callable[..., Any], progress: bool | None) -> Progress | Non
 
 def _full_config(settings: dict[str, Any]) -> dict[str, Any]:
     return {**_opero_defaults(), **settings}
-
-
-def _worker_call(func: Callable[..., Any], config: dict[str, Any]) -> Callable[..., Any]:
-    """Run in a worker: the per-item retry and fallback pipeline for ``func``."""
-    import inspect  # noqa: PLC0415
-
-    pipeline = build_pipeline(func, config)
-    is_async = inspect.iscoroutinefunction(func)
-    call: Callable[..., Any] = build_async(pipeline) if is_async else build_sync(pipeline)
-    call._opero_is_async = is_async  # type: ignore[attr-defined]
-    # Read before and after each chunk: its retries, fallbacks and failures go to the parent.
-    call._opero_tally = pipeline.counters.tally  # type: ignore[attr-defined]
-    return call
 
 
 def _attach(wrapper: Any, func: Callable[..., Any], plan: MapPlan) -> Any:

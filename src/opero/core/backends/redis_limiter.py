@@ -38,6 +38,7 @@ from redis.commands.core import AsyncScript
 from opero.core import clock, forksafe, validate
 from opero.core.backends.base import CoolDown
 from opero.core.backends.redis import close_client, close_with_loop
+from opero.core.owned import Owned
 from opero.core.rate_limit import Limiter
 from opero.exceptions import ConfigurationError
 
@@ -81,7 +82,7 @@ class _LoopClient:
 
 
 @final
-class RedisLimiter:
+class RedisLimiter(Owned):
     """Even spacing at ``rate`` calls per second across every user of ``scope``.
 
     Same interface and schedule as :class:`~opero.core.rate_limit.Limiter`
@@ -114,6 +115,7 @@ class RedisLimiter:
         "_local_until",
         "_lock",
         "_loops",
+        "_owner",
         "_script",
         "_script_args",
         "burst",
