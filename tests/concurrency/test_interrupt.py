@@ -166,6 +166,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, sys.argv[2])
 from worker_helpers import descendants
@@ -173,28 +174,40 @@ from worker_helpers import descendants
 from opero import opmap
 
 
-def pid_after(seconds):
-    time.sleep(seconds)
+def pid_once_both_started(barrier):
+    # Each worker leaves its pid in the barrier directory, then waits until both have:
+    # one worker alone may not run every item while its pool starts the other.
+    Path(barrier, str(os.getpid())).touch()
+    deadline = time.monotonic() + 8
+    while len(os.listdir(barrier)) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {os.listdir(barrier)} started within 8 s")
+        time.sleep(0.01)
     return os.getpid()
 
 
 if __name__ == "__main__":
     mapped = opmap(mode="process", workers=2, chunk_size=1, progress=False,
-                   start_method=sys.argv[1])(pid_after)
-    pids = mapped([0.1] * 4)
-    print(json.dumps({"workers": sorted(set(pids)), "family": descendants(os.getpid())}))
+                   start_method=sys.argv[1])(pid_once_both_started)
+    pids = mapped([sys.argv[3]] * 4)
+    errors = [repr(pid) for pid in pids if not isinstance(pid, int)]
+    workers = sorted({pid for pid in pids if isinstance(pid, int)})
+    print(json.dumps({"workers": workers, "errors": errors, "family": descendants(os.getpid())}))
 """
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
 def test_pools_shut_down_at_interpreter_exit(method: str, tmp_path: Path) -> None:
     script = write_script(tmp_path, _NORMAL_EXIT)
+    barrier = tmp_path / "started"
+    barrier.mkdir()
     began = time.monotonic()
-    done = run_script(script, method, str(Path(__file__).parent), timeout=30)
+    done = run_script(script, method, str(Path(__file__).parent), str(barrier), timeout=30)
     elapsed = time.monotonic() - began
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert len(report["workers"]) == 2
+    assert report["errors"] == []
+    assert len(report["workers"]) == 2  # the barrier made both workers run an item
     assert set(report["workers"]) <= set(report["family"])
     assert elapsed < 10
     assert wait_until_gone(report["family"], within=2.0) == set()
