@@ -7,11 +7,12 @@ spent, and the pool is rebuilt for the next map.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from worker_helpers import adie_on, die_on, pid_after, run_script, write_script
+from worker_helpers import adie_on, die_on, meet, run_script, write_script
 
 from opero import ConcurrencyError, opmap
 
@@ -35,7 +36,21 @@ def _run(mode: str, *args: object, **settings: object) -> list[object]:
     return result  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("mode", ["process", "async_process"])
+# CPython bug gh-131788 (seen on 3.13.0, fixed upstream later): a garbage collection that runs a
+# semaphore's finalizer while this thread is inside the resource tracker makes the stdlib warn
+# "called reentrantly" from that finalizer; filterwarnings=error raises the warning there and
+# pytest reports it as an unraisable exception.  Only that stdlib warning is ignored, only on
+# 3.13 and only for the async_process runs where it was seen; every assertion still runs.
+_TRACKER_REENTRANCY = (
+    [pytest.mark.filterwarnings("ignore:ResourceTracker called reentrantly:UserWarning")]
+    if sys.version_info[:2] == (3, 13)
+    else []
+)
+
+
+@pytest.mark.parametrize(
+    "mode", ["process", pytest.param("async_process", marks=_TRACKER_REENTRANCY)]
+)
 @pytest.mark.parametrize("how", ["exit", "kill"])
 def test_item_that_kills_its_worker_is_a_concurrency_error(mode: str, how: str) -> None:
     began = time.monotonic()
@@ -70,14 +85,16 @@ def test_item_that_dies_once_succeeds_on_retry(mode: str, how: str, tmp_path: Pa
     assert results == EXPECTED
 
 
-def test_pool_is_rebuilt_and_keeps_its_size_after_a_death() -> None:
+def test_pool_is_rebuilt_and_keeps_its_size_after_a_death(tmp_path: Path) -> None:
     _run("process", "kill", retries=1)
-    mapped = opmap(mode="process", workers=2, chunk_size=1, progress=False)(pid_after)
-    began = time.monotonic()
-    pids = mapped([0.2] * 4)
-    # Two live workers share four 0.2 s items: about 0.4 s, not 0.8 s.
-    assert len(set(pids)) == 2
-    assert time.monotonic() - began < 0.75 + 1.0  # generous: includes starting the workers
+    # Two items that each wait until the other is running: they finish only if the
+    # rebuilt pool really has two live workers holding them at once.  A pool rebuilt
+    # with one worker leaves the first item alone until its patience runs out.  This
+    # measures the pool itself, not how busy the machine is.
+    mapped = opmap(mode="process", workers=2, chunk_size=1, progress=False)(meet)
+    results = mapped(["a", "b"], str(tmp_path), 1)
+    assert [met for _, met in results] == [True, True], "the rebuilt pool ran its items one by one"
+    assert len({pid for pid, _ in results}) == 2
 
 
 def test_unordered_map_survives_a_death_too() -> None:

@@ -27,6 +27,23 @@ def pid_after(seconds: float) -> int:
     return os.getpid()
 
 
+def meet(name: str, directory: str, others: int, patience: float = 20.0) -> tuple[int, bool]:
+    """Wait until ``others`` other items run beside this one; return (pid, whether they did).
+
+    Each item leaves a file named ``name`` in ``directory`` and waits for the others'
+    files.  Items run side by side only when that many workers really hold them at once,
+    so this proves concurrency without timing the machine; an item left alone gives up
+    after ``patience`` seconds and says so.
+    """
+    Path(directory, name).touch()
+    deadline = time.monotonic() + patience
+    while len(os.listdir(directory)) < others + 1:
+        if time.monotonic() >= deadline:
+            return os.getpid(), False
+        time.sleep(0.005)
+    return os.getpid(), True
+
+
 def die_on(x: int, how: str = "exit", marker: str | None = None) -> int:
     """Kill the worker running item 3 (once only if ``marker`` names a file); square the rest.
 
