@@ -197,17 +197,7 @@ def _validate_early(config: Mapping[str, Any]) -> RetryPolicy:
     (``cache_ttl=-1`` without ``cache=True``): a bad value is a mistake either way.
     """
     validate.flag("cache", config["cache"])
-    check_cache_settings(
-        backend=config["cache_backend"],
-        ttl=config["cache_ttl"],
-        namespace=config["cache_namespace"],
-        key=config["cache_key"],
-        maxsize=config["cache_maxsize"],
-        backend_config=config["cache_backend_config"],
-        serializer=config["cache_serializer"],
-        secret=config["cache_secret"],
-        ignore=config["cache_ignore"],
-    )
+    check_cache_settings(**_cache_settings(config))
     check_rate_settings(
         config["rate_limit"],
         config["rate_limit_burst"],
@@ -260,18 +250,7 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
     if config["cache_ignore"] and not config["cache"]:
         Keys(func, ignored_names(config["cache_ignore"]))  # names checked with the cache off too
     if config["cache"]:
-        cache = make_cache(
-            func,
-            backend=config["cache_backend"],
-            ttl=config["cache_ttl"],
-            namespace=config["cache_namespace"],
-            key=config["cache_key"],
-            maxsize=config["cache_maxsize"],
-            backend_config=config["cache_backend_config"],
-            serializer=config["cache_serializer"],
-            secret=config["cache_secret"],
-            ignore=config["cache_ignore"],
-        )
+        cache = make_cache(func, **_cache_settings(config))
     limiter = None
     if config["rate_limit"] is not None:
         limiter = limiter_for_scope(
@@ -321,3 +300,21 @@ def _decorate(func: Callable[..., Any], config: Mapping[str, Any]) -> Any:
     wrapper.statistics = pipeline.statistics  # type: ignore[attr-defined]
     wrapper.cache_clear = pipeline.cache_clear  # type: ignore[attr-defined]
     return wrapper
+
+
+#: The cache settings, by the names ``make_cache`` and ``check_settings`` take them.
+_CACHE_SETTINGS = (
+    "backend",
+    "ttl",
+    "namespace",
+    "key",
+    "maxsize",
+    "backend_config",
+    "serializer",
+    "secret",
+    "ignore",
+)
+
+
+def _cache_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: config[f"cache_{name}"] for name in _CACHE_SETTINGS}
