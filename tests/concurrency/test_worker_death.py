@@ -7,7 +7,6 @@ spent, and the pool is rebuilt for the next map.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -36,21 +35,7 @@ def _run(mode: str, *args: object, **settings: object) -> list[object]:
     return result  # type: ignore[no-any-return]
 
 
-# CPython bug gh-131788 (seen on 3.13.0, fixed upstream later): a garbage collection that runs a
-# semaphore's finalizer while this thread is inside the resource tracker makes the stdlib warn
-# "called reentrantly" from that finalizer; filterwarnings=error raises the warning there and
-# pytest reports it as an unraisable exception.  Only that stdlib warning is ignored, only on
-# 3.13 and only for the async_process runs where it was seen; every assertion still runs.
-_TRACKER_REENTRANCY = (
-    [pytest.mark.filterwarnings("ignore:ResourceTracker called reentrantly:UserWarning")]
-    if sys.version_info[:2] == (3, 13)
-    else []
-)
-
-
-@pytest.mark.parametrize(
-    "mode", ["process", pytest.param("async_process", marks=_TRACKER_REENTRANCY)]
-)
+@pytest.mark.parametrize("mode", ["process", "async_process"])
 @pytest.mark.parametrize("how", ["exit", "kill"])
 def test_item_that_kills_its_worker_is_a_concurrency_error(mode: str, how: str) -> None:
     began = time.monotonic()

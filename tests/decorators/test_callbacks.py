@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from shells import Shell
 
 from opero import AllFailedError, ConfigurationError, opero
 from opero.testing import FakeClock
+from shells import Shell
 
 
 def failing_then(value: Any, failures: int) -> Callable[..., Any]:

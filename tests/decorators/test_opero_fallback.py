@@ -6,10 +6,10 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from shells import Shell
 
 from opero import AllFailedError, ConfigurationError, opero
 from opero.testing import FakeClock
+from shells import Shell
 
 
 def recorder(fail_on: set[str]) -> tuple[Callable[..., str], list[str]]:

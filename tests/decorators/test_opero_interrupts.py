@@ -10,10 +10,10 @@ import asyncio
 import threading
 
 import pytest
-from shells import Shell
 
 from opero import opero
 from opero.testing import FakeClock
+from shells import Shell
 
 INTERRUPTS = [KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError]
 PATIENCE = 5.0
@@ -34,9 +34,7 @@ def test_interrupts_propagate_after_one_call(
         raise interrupt
 
     failures: list[BaseException] = []
-    wrapped = opero(retries=3, retry_on=BaseException, on_failure=failures.append)(
-        shell.fn(body)
-    )
+    wrapped = opero(retries=3, retry_on=BaseException, on_failure=failures.append)(shell.fn(body))
     with pytest.raises(interrupt) as info:
         shell.call(wrapped)
     assert type(info.value) is interrupt  # unwrapped

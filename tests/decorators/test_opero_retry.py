@@ -9,10 +9,10 @@ import time
 from collections.abc import Generator
 
 import pytest
-from shells import Shell
 
 from opero import AllFailedError, OperoError, opero
 from opero.testing import FakeClock, use_clock
+from shells import Shell
 
 
 class Flaky:

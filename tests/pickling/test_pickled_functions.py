@@ -25,8 +25,9 @@ HERE = Path(__file__).parent
 
 def run(script: str, *args: str, cwd: Path) -> dict[str, Any]:
     """Run ``script`` in a fresh interpreter from ``cwd``; its JSON report."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(  # noqa: S603 - our own scripts
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(
         [sys.executable, str(HERE / script), *args],
         capture_output=True,
         text=True,
@@ -41,16 +42,16 @@ def run(script: str, *args: str, cwd: Path) -> dict[str, Any]:
 
 
 def test_module_level_functions_pickle_by_reference() -> None:
-    import picklable_functions as module
+    import picklable_functions as module  # noqa: PLC0415 - found through PYTHONPATH set here
 
     for name in ("square", "asquare", "doubled"):
         data = pickle.dumps(getattr(module, name))
         assert len(data) < 200  # a reference: module and name, no code, no state
-        assert pickle.loads(data) is getattr(module, name)  # noqa: S301
+        assert pickle.loads(data) is getattr(module, name)
 
 
 def test_module_level_functions_work_in_another_process(tmp_path: Path) -> None:
-    import picklable_functions as module
+    import picklable_functions as module  # noqa: PLC0415 - found through PYTHONPATH set here
 
     blob = tmp_path / "funcs.pkl"
     blob.write_bytes(pickle.dumps((module.square, module.asquare, module.doubled)))
@@ -59,10 +60,11 @@ def test_module_level_functions_work_in_another_process(tmp_path: Path) -> None:
         "import asyncio, json, pickle, sys\n"
         "square, asquare, doubled = pickle.loads(open(sys.argv[1], 'rb').read())\n"
         "print(json.dumps([square(3), square(3), square.statistics().calls,\n"
-        "                  square.statistics().cache_hits, asyncio.run(asquare(4)), doubled([1, 2])]))\n"
+        "                  square.statistics().cache_hits, asyncio.run(asquare(4)),\n"
+        "                  doubled([1, 2])]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(HERE)}
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-c", code, str(blob)],
         capture_output=True,
         text=True,
@@ -104,7 +106,7 @@ def test_functions_from_main_travel_by_value_with_fresh_state(tmp_path: Path) ->
 
 
 def test_a_round_trip_in_one_process_gets_its_own_state() -> None:
-    from opero import opero
+    from opero import opero  # noqa: PLC0415
 
     runs: list[int] = []
 

@@ -180,5 +180,3 @@ class RateLimit(Protocol):
     ) -> float:
         """Book a start without blocking the event loop; the seconds to wait for it."""
         ...
-
-

@@ -63,7 +63,6 @@ class Shell:
             _resumer(p) if plain else None
         )
 
-
     def __reduce__(self) -> tuple[Any, ...]:
         # Built again from its pipeline, which pickles as a rebuild (see Pipeline.__reduce__).
         return (Shell, (self.pipeline,))
