@@ -20,8 +20,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core import validate
+from opero.core.assemble import build_pipeline, validate_settings
 from opero.core.shell import Shell, worker_shell
-from opero.decorators.opero import _validate_early, build_pipeline, opero
+from opero.decorators.opero import opero
 from opero.decorators.types import (
     AsyncOpmapFunction,
     Mode,
@@ -149,7 +150,7 @@ def opmap(
         "client": client,
     }
     _validate(options)
-    _validate_early(_full_config(settings))  # so opmap(retries=-1) fails before it is applied
+    validate_settings(_full_config(settings))  # so opmap(retries=-1) fails before it is applied
 
     def decorate(target: Callable[..., Any]) -> Any:
         return _decorate(target, options, settings)

@@ -1,0 +1,151 @@
+"""Settings to a :class:`Pipeline`: every check and every policy built once, at decoration.
+
+It lives in ``core`` because a process worker rebuilds its pipeline from the same
+settings (``Pipeline.factory``), and worker code must not reach back into ``decorators/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from opero.core import validate
+from opero.core.cache import check_settings as check_cache_settings
+from opero.core.cache import key_function, make_cache
+from opero.core.callbacks import Callbacks
+from opero.core.fallback import FallbackPolicy
+from opero.core.fallback import check_settings as check_fallback_settings
+from opero.core.keys import Keys, ignored_names
+from opero.core.limiters import limiter_for_scope
+from opero.core.pipeline import Pipeline
+from opero.core.rate_limit import check_settings as check_rate_settings
+from opero.core.retry import RetryPolicy, normalize_retry_on
+from opero.exceptions import ConfigurationError
+
+__all__ = ["build_pipeline", "validate_settings"]
+
+#: The backoff settings that a tenacity ``wait=`` strategy replaces, with their defaults.
+_BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {"backoff_factor": 1.5, "min_delay": 0.1, "max_delay": 30.0, "jitter": False}
+)
+#: The event callbacks (their call forms are checked by ``Callbacks.build``).
+_CALLBACKS = ("on_retry", "on_success", "on_failure", "on_cache_hit")
+
+
+def validate_settings(config: Mapping[str, Any]) -> RetryPolicy:
+    """Checks that need no function, so ``opero(retries=-1)`` fails before it is applied.
+
+    Every setting is checked by value, also those of a layer that is off
+    (``cache_ttl=-1`` without ``cache=True``): a bad value is a mistake either way.
+    """
+    validate.flag("cache", config["cache"])
+    check_cache_settings(**_cache_settings(config))
+    check_rate_settings(
+        config["rate_limit"],
+        config["rate_limit_burst"],
+        config["rate_limit_scope"],
+        config["rate_limit_backend"],
+        config["rate_limit_backend_config"],
+    )
+    check_fallback_settings(config["arg_fallback"], config["fallback_delay"])
+    for name in _CALLBACKS:
+        validate.function(name, config[name], f"{name}(...)")
+    return _retry_policy(config)
+
+
+def _retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
+    if config["wait"] is not None:
+        changed = [name for name, default in _BACKOFF_DEFAULTS.items() if config[name] != default]
+        if changed:
+            msg = (
+                f"wait= replaces the built-in backoff; do not also set {', '.join(changed)} "
+                "(put them in the tenacity strategy instead)"
+            )
+            raise ConfigurationError(msg)
+    return RetryPolicy(
+        retries=config["retries"],
+        retry_on=normalize_retry_on(config["retry_on"]),
+        backoff_factor=config["backoff_factor"],
+        min_delay=config["min_delay"],
+        max_delay=config["max_delay"],
+        jitter=config["jitter"],
+        wait=config["wait"],
+    )
+
+
+def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipeline:
+    """Validate ``config`` against ``func`` and build its pipeline (also used by ``@opmap``)."""
+    import inspect  # noqa: PLC0415 - decoration time only; keeps `import opero` light
+
+    if not callable(func):
+        msg = f"@opero decorates a function, got {func!r}"
+        raise ConfigurationError(msg)
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        msg = (
+            f"@opero cannot decorate the generator function {func.__qualname__!r}: "
+            "a generator returns before it runs, so there is nothing to retry or cache"
+        )
+        raise ConfigurationError(msg)
+    is_async = inspect.iscoroutinefunction(func)
+    retry = validate_settings(config)
+    cache = None
+    if config["cache_ignore"] and not config["cache"]:
+        Keys(func, ignored_names(config["cache_ignore"]))  # names checked with the cache off too
+    if config["cache"]:
+        cache = make_cache(func, **_cache_settings(config))
+    limiter = None
+    if config["rate_limit"] is not None:
+        limiter = limiter_for_scope(
+            config["rate_limit_scope"],
+            config["rate_limit"],
+            config["rate_limit_burst"],
+            key_function(func),
+            function=f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}",
+            backend=config["rate_limit_backend"],
+            backend_config=config["rate_limit_backend_config"],
+        )
+    fallback = None
+    if config["arg_fallback"] is not None:
+        fallback = FallbackPolicy.for_function(
+            func, config["arg_fallback"], config["fallback_delay"]
+        )
+    callbacks = Callbacks.build(
+        for_async=is_async,
+        on_retry=config["on_retry"],
+        on_success=config["on_success"],
+        on_failure=config["on_failure"],
+        on_cache_hit=config["on_cache_hit"],
+    )
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return Pipeline(
+        func=func,
+        name=f"{module}.{qualname}",
+        retry=retry,
+        cache=cache,
+        limiter=limiter,
+        fallback=fallback,
+        callbacks=callbacks,
+        config=config if isinstance(config, MappingProxyType) else MappingProxyType(dict(config)),
+        is_async=is_async,
+        factory=build_pipeline,
+    )
+
+
+#: The cache settings, by the names ``make_cache`` and ``check_settings`` take them.
+_CACHE_SETTINGS = (
+    "backend",
+    "ttl",
+    "namespace",
+    "key",
+    "maxsize",
+    "backend_config",
+    "serializer",
+    "secret",
+    "ignore",
+)
+
+
+def _cache_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: config[f"cache_{name}"] for name in _CACHE_SETTINGS}
