@@ -90,7 +90,7 @@ def _shared_limiter(
             "use 'per_function', 'global' or a group name"
         )
         raise ConfigurationError(msg)
-    from opero.core.backends.redis import (  # noqa: PLC0415 - optional dependency
+    from opero.core.backends.redis_client import (  # noqa: PLC0415 - optional dependency
         check_clients,
         make_client,
         redis_settings,

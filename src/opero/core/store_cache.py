@@ -268,8 +268,8 @@ def open_backend(backend: str, config: dict[str, Any]) -> ByteStore:
             folder = config.get("directory") or default_directory("sqlite")
             path = Path(folder).expanduser() / "opero-cache.sqlite3"
         return open_store("sqlite", str(path.resolve()), lambda: SqliteStore(path))
-    from opero.core.backends.redis import (  # noqa: PLC0415
-        RedisStore,
+    from opero.core.backends.redis import RedisStore  # noqa: PLC0415
+    from opero.core.backends.redis_client import (  # noqa: PLC0415
         check_clients,
         redis_settings,
         require_redis,

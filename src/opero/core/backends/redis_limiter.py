@@ -37,7 +37,7 @@ from redis.commands.core import AsyncScript
 
 from opero.core import clock, forksafe, validate
 from opero.core.backends.base import CoolDown
-from opero.core.backends.redis import close_client, close_with_loop
+from opero.core.backends.redis_client import close_client, close_with_loop
 from opero.core.owned import Owned
 from opero.core.rate_limit import Limiter
 from opero.exceptions import ConfigurationError
