@@ -19,6 +19,7 @@ def test_exports_are_pinned() -> None:
             "CancelledItemError",
             "ConcurrencyError",
             "ConfigurationError",
+            "DeadlineExceeded",
             "OperoError",
             "OperoFunction",
             "__version__",

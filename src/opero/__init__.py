@@ -23,6 +23,7 @@ from opero.exceptions import (
     CancelledItemError,
     ConcurrencyError,
     ConfigurationError,
+    DeadlineExceeded,
     OperoError,
 )
 from opero.utils.logging import configure_logging
@@ -39,6 +40,7 @@ __all__ = [
     "CancelledItemError",
     "ConcurrencyError",
     "ConfigurationError",
+    "DeadlineExceeded",
     "OperoError",
     "OperoFunction",
     "__version__",

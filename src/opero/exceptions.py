@@ -17,6 +17,7 @@ __all__ = [
     "CancelledItemError",
     "ConcurrencyError",
     "ConfigurationError",
+    "DeadlineExceeded",
     "OperoError",
 ]
 
@@ -92,6 +93,22 @@ class AllFailedError(OperoError):
         # (opmap); pickled together, the cause stays the same object as errors[-1].
         message = str(self.args[0]) if self.args else ""
         return (type(self), (message, self.errors), {"__cause__": self.__cause__})
+
+
+class DeadlineExceeded(AllFailedError, TimeoutError):  # noqa: N818 - the name is the contract (CONTRACT 30)
+    """The call's ``deadline=`` ran out before an attempt succeeded.
+
+    It holds every error so far, like [`AllFailedError`][opero.exceptions.AllFailedError],
+    and it is also a ``TimeoutError``, so both ``except AllFailedError`` and
+    ``except TimeoutError`` catch it: code that already treats a timed-out call as a
+    ``TimeoutError`` (``@opmap``'s per-item ``timeout=``, CONTRACT 19) keeps working.
+    It pickles the same way, errors and cause included.
+
+    Examples:
+        >>> err = DeadlineExceeded("deadline of 2s passed after 1 attempt", [OSError("x")])
+        >>> isinstance(err, TimeoutError), isinstance(err, AllFailedError), err.attempt_count
+        (True, True, 1)
+    """
 
 
 class AttemptError(OperoError):
