@@ -16,21 +16,19 @@ terminal, and elsewhere each leaves one summary line on stderr.
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from opero import AllFailedError, opero, opmap
+from opero._demo_pace import FULL, QUICK, SEED, WIDTH, Pace, demo_keys, failure_label, fit
 from opero._demo_server import (
     TRANSIENT,
     FlakyService,
-    HTTPStatusError,
     UnauthorizedError,
     aget,
     get,
@@ -50,104 +48,6 @@ __all__ = [
     "fit",
     "run_tour",
 ]
-
-#: The seed of every planned failure, delay and key: one seed, one tour.
-SEED = 2024
-#: The widest line the tour prints: an 80-column terminal shows each on one row.
-WIDTH = 80
-
-
-@dataclass(frozen=True)
-class Pace:
-    """How long the tour's waits are and how much it fetches."""
-
-    #: URLs fetched by each ``@opmap`` section.
-    urls: int
-    #: Threads of the thread map.
-    workers: int
-    #: Concurrent tasks of the async map.
-    async_workers: int
-    #: Seconds a client waits for an answer before giving up on that attempt.
-    timeout: float
-    #: ``min_delay`` of the retry sections (doubling each retry).
-    min_delay: float
-    #: Delay range of the service's slow items.
-    slow: tuple[float, float]
-    #: Milliseconds the expensive lookup of the cache section takes.
-    lookup_ms: int
-    #: Calls per second of the rate-limit section, and how many calls it makes.
-    rate: float
-    rate_calls: int
-
-
-#: ``opero demo --quick``: the same tour in about five seconds.
-QUICK = Pace(
-    urls=100,
-    workers=16,
-    async_workers=32,
-    timeout=0.3,
-    min_delay=0.02,
-    slow=(0.02, 0.08),
-    lookup_ms=100,
-    rate=20,
-    rate_calls=20,
-)
-#: ``opero demo``: waits long enough to watch.
-FULL = Pace(
-    urls=200,
-    workers=8,
-    async_workers=32,
-    timeout=1.5,
-    min_delay=0.25,
-    slow=(0.2, 1.0),
-    lookup_ms=800,
-    rate=5,
-    rate_calls=30,
-)
-
-
-def demo_keys(seed: int = SEED) -> tuple[str, str, str]:
-    """Three made-up API keys; the service revokes the first."""
-    rng = random.Random(f"{seed}:keys")
-    first, second, third = (f"sk-demo-{rng.getrandbits(96):024x}" for _ in range(3))
-    return first, second, third
-
-
-def failure_label(error: BaseException) -> str:
-    """How a map entry failed, by type: ``HTTP 503 after 4 attempts``, ``HTTP 404, not retried``."""
-
-    def name(exc: BaseException | None) -> str:
-        return f"HTTP {exc.status}" if isinstance(exc, HTTPStatusError) else type(exc).__name__
-
-    if isinstance(error, AllFailedError):
-        return f"{name(error.last_error)} after {error.attempt_count} attempts"
-    return f"{name(error)}, not retried"
-
-
-def fit(text: str, width: int = WIDTH) -> str:
-    """``text`` with each line longer than ``width`` wrapped between words.
-
-    Continuation lines keep the line's indent plus two spaces, so a wrapped error
-    message still reads as one item.  Most of the tour's lines are laid out to fit;
-    this catches the ones whose length depends on the run (error text, counts).
-    """
-    lines = []
-    for line in text.split("\n"):
-        if len(line) <= width:
-            lines.append(line)
-            continue
-        indent = line[: len(line) - len(line.lstrip())]
-        lines.extend(
-            textwrap.wrap(
-                line.strip(),
-                width,
-                initial_indent=indent,
-                subsequent_indent=indent + "  ",
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
-    return "\n".join(lines)
 
 
 class Tour:
