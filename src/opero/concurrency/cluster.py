@@ -78,7 +78,7 @@ def client_for(client: Any) -> Any:
         with _lock:
             known = _clients.get(client)
             if known is None or known.status in ("closing", "closed"):
-                known = _clients[client] = Client(client, set_as_default=False)  # type: ignore[no-untyped-call]
+                known = _clients[client] = Client(client, set_as_default=False)  # type: ignore[no-untyped-call,unused-ignore]
             return known
     if getattr(client, "status", None) in ("closing", "closed"):
         msg = "the Dask client given to @opmap is closed; pass an open Client"
