@@ -1,0 +1,99 @@
+"""The time left for the attempt in progress, for code that can pass a timeout on.
+
+A call with ``attempt_timeout=`` or ``deadline=`` runs each attempt inside
+[`attempt_bound`][opero.core.deadline.attempt_bound], which puts the attempt's end in a
+context variable.  [`remaining`][opero.remaining] reads it, so the function itself can
+hand the time left to its own client (``httpx.get(url, timeout=opero.remaining())``):
+that is the one way to stop a sync attempt for real, since a thread cannot be cut from
+outside.
+
+The end is a reading of [`opero.core.clock.now`][opero.core.clock], so a
+[`FakeClock`][opero.testing.FakeClock] governs it too.  A context variable follows the
+attempt wherever opero runs it: into the asyncio task it runs in, and onto the worker
+thread of a sync attempt with a timeout (``contextvars.copy_context()``).  A new
+``threading.Thread`` started by the function itself does not copy it before
+Python 3.14; copy the context for it (``contextvars.copy_context().run``) if it needs it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import final
+
+from opero.core import clock as _clock
+
+__all__ = ["attempt_bound", "remaining"]
+
+#: The end of the current attempt in clock time, or None outside any bounded opero call.
+_attempt_end: ContextVar[float | None] = ContextVar("opero_attempt_end", default=None)
+
+
+def remaining() -> float | None:
+    """Seconds left for the current attempt, or ``None`` outside any bounded opero call.
+
+    Inside a call with ``attempt_timeout=`` or ``deadline=`` it is the time until the
+    earlier of the two ends (never negative: ``0.0`` once it has passed).  Pass it on
+    to whatever the attempt waits for, so the attempt ends when opero stops waiting.
+
+    Examples:
+        >>> import opero
+        >>> opero.remaining() is None  # not inside a bounded call
+        True
+        >>> from opero.core.deadline import attempt_bound
+        >>> from opero.testing import FakeClock
+        >>> with FakeClock(start=100.0) as clock, attempt_bound(102.5):
+        ...     clock.advance(1)
+        ...     opero.remaining()
+        1.5
+    """
+    end = _attempt_end.get()
+    if end is None:
+        return None
+    left = end - _clock.now()
+    return left if left > 0.0 else 0.0
+
+
+@final
+class attempt_bound:  # noqa: N801 - used as a function: ``with attempt_bound(until):``
+    """Inside the block, the current attempt ends at ``until`` (clock time).
+
+    Bounds nest by taking the earlier end: an opero call inside the attempt of another
+    keeps the outer end if it comes first, since the outer attempt is cut then anyway.
+    ``None`` adds no bound of its own (an unbounded inner call still sees the outer
+    end).  The previous value comes back on exit, in threads and asyncio tasks alike
+    (each has its own context).  A class rather than ``@contextmanager``: it runs on
+    every bounded attempt, and a generator costs a microsecond more.
+
+    Examples:
+        >>> from opero.core.deadline import attempt_bound, remaining
+        >>> from opero.testing import FakeClock
+        >>> with FakeClock() as clock, attempt_bound(5.0):
+        ...     with attempt_bound(9.0):
+        ...         remaining()
+        5.0
+    """
+
+    __slots__ = ("_token", "_until")
+
+    def __init__(self, until: float | None) -> None:
+        self._until = until
+        self._token: Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        until = self._until
+        if until is None:
+            return
+        outer = _attempt_end.get()
+        self._token = _attempt_end.set(until if outer is None or until < outer else outer)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            _attempt_end.reset(token)
