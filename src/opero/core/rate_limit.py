@@ -7,6 +7,12 @@ limiter works from threads, from ``asyncio.gather`` and from several event
 loops over its lifetime: the sync shell sleeps with ``time.sleep``, the async
 shell with ``asyncio.sleep``.  Because reservations are absolute times,
 oversleeping by a scheduler tick never accumulates into drift.
+
+A server that answers 429 with ``Retry-After`` speaks for the whole scope, so
+``pause_for(seconds, now)`` holds every limiter's next start until the pause
+ends: concurrent callers wait it out instead of walking into the same refusal.
+After a pause, starts resume one interval apart (the burst is not spent at
+once on a server that has just refused us), and the burst refills as usual.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from opero.exceptions import ConfigurationError
 __all__ = [
     "SCOPES",
     "Limiter",
+    "Pause",
     "PerArgsLimiter",
     "RateLimit",
     "check_settings",
+    "pausing",
 ]
 
 #: The scope kinds with a meaning of their own; any other string names a shared group.
@@ -118,12 +126,90 @@ class Limiter(Owned):
         """True when a fresh limiter would behave the same (nothing reserved ahead)."""
         return self._tat <= now
 
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Start nothing before ``now + seconds``; then one start per interval again.
+
+        Examples:
+            >>> limiter = Limiter(rate=10, burst=5)
+            >>> limiter.pause_for(7, now=0.0)
+            >>> [round(limiter.reserve(now=0.0), 3) for _ in range(3)]
+            [7.0, 7.1, 7.2]
+        """
+        if pausing(seconds):
+            # The schedule is one timestamp: place it so the burst tolerance ends at the pause.
+            with self._lock:
+                self._tat = max(self._tat, now + seconds + (self.burst - 1) * self.interval)
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` for async callers: in-process, it never blocks."""
+        self.pause_for(seconds, now)
+
+
+def pausing(seconds: float) -> bool:
+    """Whether a pause of ``seconds`` holds anything (not 0, negative, NaN or infinite)."""
+    return 0 < seconds <= validate.MAX_SECONDS
+
+
+@final
+class Pause(Owned):
+    """The rate-limit scope of a function without ``rate_limit``: no limit, only pauses.
+
+    A server's ``Retry-After`` still holds every caller of the function until
+    it has passed, as a rate limit's pause would.
+
+    Examples:
+        >>> gate = Pause()
+        >>> gate.reserve_for((), {}, now=0.0)
+        0.0
+        >>> gate.pause_for(7, now=0.0)
+        >>> gate.reserve_for((), {}, now=2.0), gate.reserve_for((), {}, now=8.0)
+        (5.0, 0.0)
+    """
+
+    __slots__ = ("_owner", "_until", "burst", "rate")
+
+    def __init__(self) -> None:
+        #: No limit: the protocol's numbers for "unlimited".
+        self.rate = math.inf
+        self.burst = 1
+        self._until = -math.inf
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """The seconds left of the pause (0 when there is none)."""
+        return max(0.0, self._until - now)
+
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """:meth:`reserve_for` for async callers."""
+        return self.reserve_for(args, kwargs, now)
+
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Hold every start until ``now + seconds`` (a longer pause already set stays)."""
+        if pausing(seconds):
+            # One float store; a race between two pauses can only keep the earlier end,
+            # and both come from one server's answers a moment apart.
+            self._until = max(self._until, now + seconds)
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` for async callers."""
+        self.pause_for(seconds, now)
+
 
 @final
 class PerArgsLimiter(Owned):
     """One :class:`Limiter` per distinct argument set (``rate_limit_scope="per_args"``)."""
 
-    __slots__ = ("_keys", "_limiters", "_lock", "_owner", "_prune_at", "burst", "rate")
+    __slots__ = (
+        "_keys",
+        "_limiters",
+        "_lock",
+        "_owner",
+        "_paused_until",
+        "_prune_at",
+        "burst",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -138,6 +224,7 @@ class PerArgsLimiter(Owned):
         self._limiters: dict[Hashable, Limiter] = {}
         self._lock = forksafe.lock()
         self._prune_at = _PRUNE_AT
+        self._paused_until = -math.inf
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Reserve a start on the limiter of this argument set."""
@@ -151,6 +238,8 @@ class PerArgsLimiter(Owned):
                     self._limiters = {k: v for k, v in self._limiters.items() if not v.idle(now)}
                     self._prune_at = max(_PRUNE_AT, 2 * len(self._limiters))
                 limiter = self._limiters[key] = Limiter(self.rate, self.burst)
+                if self._paused_until > now:  # a new argument set joins a paused scope
+                    limiter.pause_for(self._paused_until - now, now)
         return limiter.reserve(now)
 
     async def areserve_for(
@@ -159,6 +248,22 @@ class PerArgsLimiter(Owned):
         """:meth:`reserve_for` for async callers: in-process, it never blocks."""
         return self.reserve_for(args, kwargs, now)
 
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Pause the whole scope: every argument set, including ones not seen yet.
+
+        The server's ``Retry-After`` does not say which arguments it was about,
+        and per-argument limits usually share one server, so no set is let through.
+        """
+        if pausing(seconds):
+            with self._lock:
+                self._paused_until = max(self._paused_until, now + seconds)
+                for limiter in self._limiters.values():
+                    limiter.pause_for(seconds, now)
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` for async callers: in-process, it never blocks."""
+        self.pause_for(seconds, now)
+
 
 class RateLimit(Protocol):
     """What the shells ask of a limiter, in-process or shared: how long to wait for a slot.
@@ -166,6 +271,9 @@ class RateLimit(Protocol):
     ``reserve_for`` books the next start for a call with these arguments and
     returns the seconds to wait; ``areserve_for`` is the same for async
     callers (a shared limiter asks its server without blocking the loop).
+    ``pause_for(seconds, now)`` (and ``apause_for``) hold the whole scope: no
+    reservation made afterwards starts before ``now + seconds``.  A shared
+    limiter pauses every process using the scope.
     """
 
     rate: float
@@ -179,4 +287,12 @@ class RateLimit(Protocol):
         self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
     ) -> float:
         """Book a start without blocking the event loop; the seconds to wait for it."""
+        ...
+
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Let no reservation start before ``now + seconds`` (a server's Retry-After)."""
+        ...
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` without blocking the event loop."""
         ...

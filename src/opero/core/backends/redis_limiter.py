@@ -37,48 +37,19 @@ from redis.commands.core import AsyncScript
 
 from opero.core import clock, forksafe, validate
 from opero.core.backends.base import CoolDown
-from opero.core.backends.redis_client import close_client, close_with_loop
+from opero.core.backends.redis_client import close_client
+from opero.core.backends.redis_gcra import GCRA, LoopClient
 from opero.core.owned import Owned
-from opero.core.rate_limit import Limiter
+from opero.core.rate_limit import Limiter, pausing
 from opero.exceptions import ConfigurationError
 
 __all__ = ["RedisLimiter"]
 
 logger = logging.getLogger("opero")
 
-#: One reservation.  KEYS[1]: the schedule; ARGV[1]: interval and ARGV[2]: burst
-#: tolerance, both in microseconds.  Returns the microseconds to wait, as a string
-#: because redis would truncate a Lua number to an integer.  Times are written
-#: with 17 digits: Lua's default 14 would round microseconds since 1970.  The
-#: key expires just after its time has passed, when a missing key means the same
-#: (and a key holding garbage counts as missing).
-_GCRA: Final = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local start = math.max(now, tat - tonumber(ARGV[2]))
-local next_tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.17g', next_tat),
-           'PX', math.ceil((next_tat - now) / 1000) + 1)
-return string.format('%.17g', start - now)
-"""
-
 #: What "redis is unavailable" looks like: any redis error, a socket error, or
 #: asyncio's timeout (not an OSError before Python 3.11).
 _UNAVAILABLE: Final = (redis.RedisError, OSError, asyncio.TimeoutError)
-
-
-@final
-class _LoopClient:
-    """The async client of one event loop (an asyncio client is bound to its loop)."""
-
-    __slots__ = ("closer", "loop", "script")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
-        self.loop = loop
-        self.script: AsyncScript = client.register_script(_GCRA)
-        self.closer = close_with_loop(client)
 
 
 @final
@@ -159,11 +130,14 @@ class RedisLimiter(Owned):
         self._local_until = -math.inf
         self._key = key_prefix + scope
         interval_us = self.interval * 1e6
-        self._script_args = (repr(interval_us), repr((self.burst - 1) * interval_us))
+        self._script_args: tuple[str, str] = (
+            repr(interval_us),
+            repr((self.burst - 1) * interval_us),
+        )
         self._client = client_factory()
-        self._script = self._client.register_script(_GCRA)
+        self._script = self._client.register_script(GCRA)
         self._async_factory = async_client_factory
-        self._loops: dict[int, _LoopClient] = {}
+        self._loops: dict[int, LoopClient] = {}
         self._lock = forksafe.lock()
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
@@ -204,6 +178,65 @@ class RedisLimiter(Owned):
                 return self._shared_start(answer)
         return self._own_start()
 
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Hold every process's next start on this scope until ``seconds`` from now.
+
+        The pause is written into the shared schedule by the reservation script,
+        on the server's clock (so ``now`` is not used).  This process's own
+        schedule is paused too; while redis cannot be reached only that local
+        pause holds, and a shared start redis gives once it answers again is
+        still kept clear of it.
+        """
+        if not pausing(seconds):
+            return
+        shared = False
+        if self._cool.available():
+            try:
+                self._script(keys=[self._key], args=self._pause_args(seconds))
+            except _UNAVAILABLE as error:
+                self._lost(error)
+            except BaseException:
+                self._cool.release()
+                raise
+            else:
+                shared = True
+        self._pause_here(seconds, shared=shared)
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` without blocking the event loop."""
+        if self._async_factory is None:
+            await asyncio.to_thread(self.pause_for, seconds, now)
+            return
+        if not pausing(seconds):
+            return
+        shared = False
+        if self._cool.available():
+            try:
+                script = await self._script_for_running_loop(self._async_factory)
+                await script(keys=[self._key], args=self._pause_args(seconds))
+            except _UNAVAILABLE as error:
+                self._lost(error)
+            except BaseException:
+                self._cool.release()
+                raise
+            else:
+                shared = True
+        self._pause_here(seconds, shared=shared)
+
+    def _pause_args(self, seconds: float) -> tuple[str, str, str]:
+        return (*self._script_args, repr(seconds * 1e6))
+
+    def _pause_here(self, seconds: float, *, shared: bool) -> None:
+        """Pause this process's own schedule; unless redis has the pause, keep shared starts
+        clear of it too (the check :meth:`_shared_start` makes for in-process starts)."""
+        current = clock.now()
+        self._local.pause_for(seconds, current)
+        if shared:
+            if self._cool.succeeded():
+                logger.info("opero: shared rate limit %r restored", self.scope)
+        else:
+            self._local_until = max(self._local_until, current + seconds)
+
     def close(self) -> None:
         """Close the sync client's connections (async clients close with their loops)."""
         close_client(self._client)
@@ -227,7 +260,7 @@ class RedisLimiter(Owned):
         with self._lock:
             # Clients of closed loops were closed at their shutdown; forget them.
             self._loops = {k: e for k, e in self._loops.items() if not e.loop.is_closed()}
-            entry = self._loops[id(loop)] = _LoopClient(loop, factory())
+            entry = self._loops[id(loop)] = LoopClient(loop, factory())
         # Runs to its first ``yield`` at once, which registers it with this loop.
         await entry.closer.asend(None)
         return entry.script
