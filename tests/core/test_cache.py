@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from opero.core.backends.memory import MISSING, MemoryBackend
 from opero.core.cache import freeze, key_function
+from opero.core.sentinels import NO_KEY
 from opero.testing import FakeClock
 
 json_like = st.recursive(
@@ -83,12 +84,12 @@ def test_key_function_binds_keywords_and_defaults() -> None:
     ("args", "kwargs"),
     [((1, 2, 3, 4), {}), ((), {}), ((1,), {"a": 1}), ((1,), {"zz": 1})],
 )
-def test_key_function_gives_missing_for_calls_that_do_not_fit(
+def test_key_function_gives_no_key_for_calls_that_do_not_fit(
     args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     def f(a: int, b: int = 5, c: str = "x") -> None: ...
 
-    assert key_function(f)(args, kwargs) is MISSING
+    assert key_function(f)(args, kwargs) is NO_KEY
 
 
 def test_key_function_general_signature() -> None:
@@ -97,7 +98,7 @@ def test_key_function_general_signature() -> None:
     key = key_function(f)
     assert key((1,), {}) == key((1, 2), {"k": 0})
     assert key((1, 2, 3), {"z": 1}) != key((1, 2, 3), {"z": 2})
-    assert key((), {}) is MISSING
+    assert key((), {}) is NO_KEY
 
 
 def test_memory_backend_lru_ttl_and_clear() -> None:

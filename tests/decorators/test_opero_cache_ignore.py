@@ -25,8 +25,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opero import CacheKeyWarning, ConfigurationError, opero, opmap
-from opero.core.backends.memory import MISSING
 from opero.core.keys import Keys
+from opero.core.sentinels import NO_KEY
 from opero.testing import FakeClock
 from shells import Shell
 
@@ -493,7 +493,7 @@ def test_every_call_form_gives_one_key_whatever_the_ignored_value(
             key((), {"sku": sku, "request": second, "count": count}),
         ]
         assert all(form == forms[0] for form in forms)
-        assert MISSING not in forms
+        assert NO_KEY not in forms
         if count == 1:
             assert key((sku, first), {}) == forms[0]  # the default applied
 

@@ -2,9 +2,9 @@
 
 The cache is the outermost layer: a hit skips rate limiting, retries and the
 call itself.  ``MemoryCache`` keeps objects in this process; ``StoreCache``
-keeps signed or plain envelopes in a disk, sqlite or redis store.  The shells
-in ``opero.core.shell`` decide when to look up, compute and store, with
-single-flight from ``opero.core.single_flight``.
+keeps signed or plain envelopes in a disk, sqlite or redis store.  One call's
+lookup is ``opero.core.cache_step`` (driven by the shells in
+``opero.core.shell``), with single-flight from ``opero.core.single_flight``.
 
 Keys are the call's arguments bound to the signature with defaults applied, so
 ``f(1)`` and ``f(x=1)`` share an entry.  For the common case (all arguments
@@ -24,9 +24,9 @@ from typing import Any
 
 from opero.core import validate
 from opero.core.backends.base import namespace_prefix, opened_stores
-from opero.core.backends.memory import MISSING
 from opero.core.keys import freeze, ignored_names, key_function
 from opero.core.memory_cache import MemoryCache
+from opero.core.sentinels import MISSING, NO_KEY
 from opero.core.serialize import Codec
 from opero.core.store_cache import StoreCache, accept_keys, open_backend
 from opero.exceptions import ConfigurationError
@@ -34,6 +34,7 @@ from opero.exceptions import ConfigurationError
 __all__ = [
     "BACKENDS",
     "MISSING",
+    "NO_KEY",
     "CacheLayer",
     "MemoryCache",
     "StoreCache",
@@ -160,5 +161,6 @@ def clear_cache(namespace: str | None = None) -> None:
             store.health.failed("clear", exc)
 
 
-#: Either kind of cache layer; both offer key/read/get/hashable/set/clear/stats.
+#: Either kind of cache layer; both offer key/peek/get/aget/hashable/set/aset/clear/stats,
+#: with one read contract (``MemoryCache.get``): ``get`` never raises, ``peek`` may.
 CacheLayer = MemoryCache | StoreCache

@@ -18,8 +18,8 @@ from collections.abc import Callable, Collection, Hashable, Iterator
 from operator import itemgetter
 from typing import Any, final
 
-from opero.core.backends.memory import MISSING
 from opero.core.key_values import digest, freeze
+from opero.core.sentinels import NO_KEY
 from opero.exceptions import ConfigurationError
 
 __all__ = ["KeyFunction", "Keys", "digest", "freeze", "ignored_names", "key_function"]
@@ -34,7 +34,7 @@ def key_function(func: Callable[..., Any]) -> KeyFunction:
     When every parameter is positional-or-keyword and the call passes them all
     positionally, the key is the ``args`` tuple itself; otherwise arguments
     are bound by name with defaults applied.  A call that does not fit the
-    signature gets ``MISSING`` (it is not cached; the call itself then raises
+    signature gets ``NO_KEY`` (it is not cached; the call itself then raises
     its own ``TypeError``).
     """
     return Keys(func).key
@@ -169,12 +169,12 @@ def _fill(params: tuple[Any, ...]) -> Callable[[tuple[Any, ...], dict[str, Any]]
             or not known.issuperset(kwargs)
             or not kwargs.keys().isdisjoint(names[:given])
         ):
-            return MISSING
+            return NO_KEY
         values = list(args)
         for name, default in zip(names[given:], defaults[given:], strict=True):
             value = kwargs.get(name, default)
             if value is empty:
-                return MISSING
+                return NO_KEY
             values.append(value)
         return tuple(values)
 
@@ -198,7 +198,7 @@ def _general(signature: Any) -> KeyFunction:
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError:
-            return MISSING
+            return NO_KEY
         bound.apply_defaults()
         return (bound.args, tuple(sorted(bound.kwargs.items())))
 
@@ -229,7 +229,7 @@ def _ignoring(
             if not kwargs and len(args) == arity:
                 return pick(args)
             values = fill(args, kwargs)
-            return MISSING if values is MISSING else pick(values)
+            return NO_KEY if values is NO_KEY else pick(values)
 
         return positional, labels
     var_keyword = {p.name for p in params if p.kind is p.VAR_KEYWORD}
@@ -238,7 +238,7 @@ def _ignoring(
         try:
             arguments = signature.bind(*args, **kwargs)
         except TypeError:
-            return MISSING
+            return NO_KEY
         arguments.apply_defaults()
         values = arguments.arguments
         return tuple(

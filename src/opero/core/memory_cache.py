@@ -17,10 +17,11 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, final
 
-from opero.core.backends.memory import MISSING, MemoryBackend
+from opero.core.backends.memory import MemoryBackend
 from opero.core.key_report import KeyReport
 from opero.core.keys import KeyFunction, Keys, freeze
 from opero.core.owned import Owned
+from opero.core.sentinels import MISSING, NO_KEY
 
 __all__ = ["MemoryCache"]
 
@@ -68,7 +69,7 @@ class MemoryCache(Owned):
         "errors",
         "key",
         "namespace",
-        "read",
+        "peek",
         "report",
         "ttl",
     )
@@ -91,9 +92,8 @@ class MemoryCache(Owned):
         self.namespace = namespace
         self.ttl = None if ttl is None else float(ttl)
         self.backend = MemoryBackend(maxsize=maxsize, ttl=self.ttl)
-        #: The backend's own ``get``: the shells call it directly on the hit path
-        #: and fall back to :meth:`get` (which handles failures) if it raises.
-        self.read: Callable[[Hashable], Any] = self.backend.get
+        #: The hot read: the backend's own ``get``, which may raise (see :meth:`get`).
+        self.peek: Callable[[Hashable], Any] = self.backend.get
         #: Failed key, read and write operations, counted.
         self.errors = 0
         self._failing: set[str] = set()
@@ -102,7 +102,7 @@ class MemoryCache(Owned):
         self._keys = None if key is not None else Keys(func, ignore, weak_self=True)
         #: Weak references to instances that are gone: their entries go at the next store.
         self._dead: list[_SelfRef] = []
-        #: ``key(args, kwargs)``: the call's key, or ``MISSING`` to call uncached.
+        #: ``key(args, kwargs)``: the call's key, or ``NO_KEY`` to call uncached.
         self.key: KeyFunction = self._key_function(func, key)
 
     def _key_function(
@@ -117,7 +117,7 @@ class MemoryCache(Owned):
             except Exception as exc:
                 self.errors += 1
                 self.report.custom_failed(exc)
-                return MISSING
+                return NO_KEY
 
         return custom_key
 
@@ -127,17 +127,20 @@ class MemoryCache(Owned):
         self.backend.own(root, *path, "backend")
 
     def get(self, key: Hashable) -> Any:
-        """The value cached under ``key``, or ``MISSING`` (also when the read failed).
+        """The value cached under ``key``, or ``MISSING``; never raises.
 
-        A key that cannot be looked up as it is (unhashable, or a ``__hash__``
-        that raises) is frozen first; one that cannot be frozen either is a
-        key failure, and the call goes on uncached.
+        The read contract of both layers: ``get`` (and ``aget``) never raise, and
+        answer ``MISSING`` for no entry, an expired one, ``NO_KEY`` or a failed
+        read (logged and counted).  ``peek`` is the hit path's read: it may raise
+        (here for an unhashable key, or a ``__hash__`` that raises), and its
+        caller then asks ``get``.  A key that cannot be looked up as it is is
+        frozen first; one that cannot be frozen either is a key failure.
         """
         try:
-            value = self.read(key)
+            value = self.peek(key)
         except Exception as exc:
             usable = self.hashable(key)
-            if usable is MISSING:
+            if usable is NO_KEY:
                 return MISSING
             if usable is key:  # the key hashes: the lookup itself failed
                 self._failed("read", exc)
@@ -148,7 +151,7 @@ class MemoryCache(Owned):
         return value
 
     def hashable(self, key: Hashable) -> Hashable:
-        """``key`` itself if it hashes, else its frozen form, or ``MISSING`` if it has none."""
+        """``key`` itself if it hashes, else its frozen form, or ``NO_KEY`` if it has none."""
         try:
             hash(key)
         except Exception:  # TypeError, or whatever a user's __hash__ raises
@@ -157,7 +160,7 @@ class MemoryCache(Owned):
             except Exception:
                 self.errors += 1
                 self.report.unkeyable(self._keys, key, persistent=False)
-                return MISSING
+                return NO_KEY
         return key
 
     def set(self, key: Hashable, value: Any) -> None:

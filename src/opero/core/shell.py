@@ -2,8 +2,10 @@
 
 Both shells run the same layers in the same order (cache, rate limit,
 retry with fallback).  Each keeps only its fast paths: the first call of the
-function, and a cache hit.  Everything after a first failure is one I/O-free
-engine (:mod:`opero.core.flow`) that both drive.  The sync shell never
+function, and a cache hit.  The cache's part is one step both drive
+(:mod:`opero.core.cache_step`: the cached value, a key to compute, or no key),
+and everything after a first failure is one I/O-free engine
+(:mod:`opero.core.flow`) that both drive.  The sync shell never
 touches an event loop; the async shell never blocks one.  Work that depends
 only on the configuration is bound into closures here, at decoration time;
 the success path of a call is one ``try`` around the function.
@@ -13,17 +15,17 @@ carries its closures.  So they hold ``p`` (which pickles as "rebuild from the
 function and its settings", see ``Pipeline.__reduce__``), stateless values,
 and on the hot path parts of ``p`` that pickle as that same part of the
 rebuilt pipeline (counters, the cache and its ``get``; see
-``opero.core.owned``).  The rest of the live state (limiter, flights) is read
-through ``p``, so an unpickled function gets one consistent fresh state.
+``opero.core.owned``; the cache step pickles as a rebuild from ``p``).  The
+rest of the live state (limiter, flights) is read through ``p`` or the step, so
+an unpickled function gets one consistent fresh state.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, cast, final
 
-from opero.core.cache import MISSING
+from opero.core.cache_step import UNCACHED, CacheStep, Compute
 from opero.core.flow import Wait, adrive, drive, recover
 from opero.core.pipeline import Pipeline
 
@@ -31,9 +33,6 @@ if TYPE_CHECKING:
     from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 
 __all__ = ["Shell", "build_async", "build_sync", "worker_shell"]
-
-DEBUG = logging.DEBUG
-debug_enabled = logging.getLogger("opero").isEnabledFor
 
 
 @final
@@ -89,9 +88,8 @@ def worker_shell(
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
-    fn, cache, has_fallback = p.func, p.cache, p.fallback is not None
-    on_success, on_hit = p.callbacks.on_success, p.callbacks.on_cache_hit
-    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
+    fn, has_fallback, on_success = p.func, p.fallback is not None, p.callbacks.on_success
+    entries = p.counters.entries
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
         next(entries)
@@ -119,48 +117,26 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         return attempts(*args, **kwargs)
 
     inner = limited if p.limiter is not None else attempts
-    if cache is None:
-        # Without a limiter this is the whole wrapper: one try around the call.
-        return inner
+    # Without a cache (and a limiter) this is the whole wrapper: one try around the call.
+    return inner if p.cache is None else _cached_sync(CacheStep(p, inner))
 
-    key_of, read, safe_read = cache.key, cache.read, cache.get
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
-        if key is MISSING:
-            return inner(*args, **kwargs)
-        try:
-            value = read(key)
-        except Exception:  # unhashable key or a failing backend: the careful path
-            value = safe_read(key)
-        if value is MISSING:
-            key = cache.hashable(key)
-            if key is MISSING:
-                return inner(*args, **kwargs)
+def _cached_sync(step: CacheStep) -> Callable[..., Any]:
+    """The sync driver of the cache step: a hit returns at once, a miss runs under single-flight."""
 
-            def compute() -> Any:
-                next(misses)
-                return inner(*args, **kwargs)
+    def computed(key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        found = step.miss(key, args, kwargs)
+        if found is UNCACHED:
+            return step.inner(*args, **kwargs)
+        return cast("SingleFlight", step.flights).run(found)  # flights: see the module's note
 
-            flights = cast("SingleFlight", p.flights)
-            computed, value = flights.run(cache, key, compute)
-            if computed:
-                return value
-        next(hits)
-        if debug_enabled(DEBUG):
-            p.log_hit()
-        if on_hit is not None:
-            on_hit.fire()
-        return value
-
-    return call
+    return step.finder(computed)  # the whole wrapper: a hit costs no frame of its own
 
 
 def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
-    fn, cache, has_fallback = p.func, p.cache, p.fallback is not None
-    on_success, on_hit = p.callbacks.on_success, p.callbacks.on_cache_hit
-    entries, misses, hits = p.counters.entries, p.counters.cache_misses, p.counters.cache_hits
+    fn, has_fallback, on_success = p.func, p.fallback is not None, p.callbacks.on_success
+    entries = p.counters.entries
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
         next(entries)
@@ -188,41 +164,22 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         return await attempts(*args, **kwargs)
 
     inner = limited if p.limiter is not None else attempts
-    if cache is None:
-        return inner
+    return inner if p.cache is None else _cached_async(CacheStep(p, inner))
 
-    key_of, read, safe_read = cache.key, cache.read, cache.get
-    async_store = cache.is_async
+
+def _cached_async(step: CacheStep) -> Callable[..., Awaitable[Any]]:
+    """The async driver of the cache step: awaits a store's read, a flight, an async callback."""
+    afind = step.afind if step.layer.is_async else None
+    find, inner, late = step.finder(step.miss), step.inner, step.late
 
     async def call(*args: Any, **kwargs: Any) -> Any:
-        key: Hashable = key_of(args, kwargs)
-        if key is MISSING:
+        found = find(*args, **kwargs) if afind is None else await afind(*args, **kwargs)
+        if found.__class__ is Compute:
+            return await cast("AsyncSingleFlight", step.flights).run(found)
+        if found is UNCACHED:
             return await inner(*args, **kwargs)
-        if async_store:
-            value = await cache.aget(key)
-        else:
-            try:
-                value = read(key)
-            except Exception:  # unhashable key or a failing backend: the careful path
-                value = safe_read(key)
-        if value is MISSING:
-            key = cache.hashable(key)
-            if key is MISSING:
-                return await inner(*args, **kwargs)
-
-            def compute() -> Awaitable[Any]:
-                next(misses)
-                return inner(*args, **kwargs)
-
-            flights = cast("AsyncSingleFlight", p.flights)
-            computed, value = await flights.run(cache, key, compute)
-            if computed:
-                return value
-        next(hits)
-        if debug_enabled(DEBUG):
-            p.log_hit()
-        if on_hit is not None:
-            await on_hit.fire_async()
-        return value
+        if late is not None:
+            await late.fire_async()
+        return found
 
     return call

@@ -18,15 +18,15 @@ Two rules keep it from ever hanging or spreading an interrupt:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core import forksafe
-from opero.core.backends.memory import MISSING
+from opero.core.sentinels import MISSING
 
 if TYPE_CHECKING:
-    from opero.core.cache import CacheLayer
+    from opero.core.cache_step import Compute
     from opero.core.stats import Counters
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
@@ -52,18 +52,17 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-def _lead(
-    layer: CacheLayer, key: Hashable, compute: Callable[[], Any], mark: tuple[int, Hashable]
-) -> tuple[bool, Any]:
+def _lead(job: Compute, mark: tuple[int, Hashable]) -> tuple[bool, Any]:
     """The leader's part for threads: look once more, else compute and store."""
     token = _leading.set(_leading.get() | {mark})
     try:
+        layer = job.step.layer
         # A leader that finished just before we registered may have stored it.
-        value = layer.get(key) if layer.recheck else MISSING
+        value = layer.get(job.key) if layer.recheck else MISSING
         if value is not MISSING:
             return False, value
-        value = compute()
-        layer.set(key, value)
+        value = job()
+        layer.set(job.key, value)
         return True, value
     finally:
         _leading.reset(token)
@@ -88,11 +87,12 @@ class SingleFlight:
         # A forked child has none of its parent's leaders: nobody would finish their flights.
         forksafe.on_fork(self, _forget_flights)
 
-    def run(self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
-        """``(computed_here, value)`` for ``key``: computed by this thread or by another."""
+    def run(self, job: Compute) -> Any:
+        """``job``'s value: computed by this thread, or by another (then counted as a hit)."""
+        key = job.key
         mark = (id(self), key)
         if mark in _leading.get():
-            return True, compute()  # re-entrant: the outer computation stores the value
+            return job()  # re-entrant: the outer computation stores the value
         while True:
             with self._lock:
                 flight = self._flights.get(key)
@@ -110,10 +110,10 @@ class SingleFlight:
                 if flight.error is not None:
                     _count_shared_error(self.counters, flight.error)
                     raise flight.error
-                return False, flight.value
+                return job.step.hit(flight.value)
         try:
-            computed, flight.value = _lead(layer, key, compute, mark)
-            return computed, flight.value
+            computed, flight.value = _lead(job, mark)
+            return flight.value if computed else job.step.hit(flight.value)
         except Exception as exc:
             flight.error = exc
             raise
@@ -154,15 +154,14 @@ class AsyncSingleFlight:
         self.counters = counters
         forksafe.on_fork(self, _forget_flights)
 
-    async def run(
-        self, layer: CacheLayer, key: Hashable, compute: Callable[[], Any]
-    ) -> tuple[bool, Any]:
-        """``(computed_here, value)`` for ``key``; ``compute`` returns an awaitable."""
+    async def run(self, job: Compute) -> Any:
+        """``job``'s value: computed by this task, or by another (then counted as a hit)."""
         import asyncio  # noqa: PLC0415 - loaded already when a loop runs
 
+        key = job.key
         mark = (id(self), key)
         if mark in _leading.get():
-            return True, await compute()  # re-entrant: the outer computation stores it
+            return await job()  # re-entrant: the outer computation stores it
         loop = asyncio.get_running_loop()
         slot = (id(loop), key)
         while True:
@@ -179,12 +178,12 @@ class AsyncSingleFlight:
             if not ok:
                 _count_shared_error(self.counters, value)
                 raise value
-            return False, value
+            return await job.step.ahit(value)
         future = loop.create_future()
         self._flights[slot] = future
         token = _leading.set(_leading.get() | {mark})
         try:
-            computed, value = await _alead(layer, key, compute)
+            computed, value = await _alead(job)
         except Exception as exc:
             future.set_result((False, exc))
             raise
@@ -193,19 +192,20 @@ class AsyncSingleFlight:
             raise
         else:
             future.set_result((True, value))
-            return computed, value
         finally:
             _leading.reset(token)
             if self._flights.get(slot) is future:
                 del self._flights[slot]
+        return value if computed else await job.step.ahit(value)
 
 
-async def _alead(layer: CacheLayer, key: Hashable, compute: Callable[[], Any]) -> tuple[bool, Any]:
+async def _alead(job: Compute) -> tuple[bool, Any]:
     """The leader's part for tasks: look once more, else compute and store."""
+    layer, key = job.step.layer, job.key
     value = layer.get(key) if layer.recheck else MISSING
     if value is not MISSING:
         return False, value
-    value = await compute()
+    value = await job()
     if layer.is_async:
         await layer.aset(key, value)
     else:

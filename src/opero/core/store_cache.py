@@ -13,10 +13,10 @@ from typing import Any, final
 
 from opero.core import clock, validate
 from opero.core.backends.base import ByteStore, function_prefix, open_store
-from opero.core.backends.memory import MISSING
 from opero.core.key_report import KeyReport
 from opero.core.keys import KeyFunction, Keys, digest, freeze
 from opero.core.owned import Owned
+from opero.core.sentinels import MISSING, NO_KEY
 from opero.core.serialize import Codec, UnreadableEntryError
 from opero.exceptions import ConfigurationError
 
@@ -90,15 +90,15 @@ class StoreCache(Owned):
         def store_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
             if keys is not None:
                 part = keys.key(args, kwargs)
-                if part is MISSING:
-                    return MISSING
+                if part is NO_KEY:
+                    return NO_KEY
             else:
                 try:
                     part = custom(func, *args, **kwargs)  # type: ignore[misc]
                 except Exception as exc:
                     self.errors += 1
                     self.report.custom_failed(exc)
-                    return MISSING
+                    return NO_KEY
                 if isinstance(part, str):
                     return prefix + part
             try:
@@ -106,14 +106,20 @@ class StoreCache(Owned):
             except Exception:  # a value with no pickle: a lock, a client, a local class
                 self.errors += 1
                 self.report.unkeyable(keys, part, persistent=True)
-                return MISSING
+                return NO_KEY
 
         return store_key
 
-    def read(self, key: Hashable) -> Any:
-        """The value under ``key`` or ``MISSING``; never raises."""
-        health = self.store.health
-        if not health.available():
+    def get(self, key: Hashable) -> Any:
+        """The value under ``key``, or ``MISSING``; never raises.
+
+        The read contract of both layers: ``get`` and ``aget`` never raise, and
+        answer ``MISSING`` for no entry, an expired one, ``NO_KEY``, a store
+        that is resting after failures, or a failed read or decode (counted and
+        reported).  ``peek``, the hit path's read, may raise in general; here it
+        is ``get`` and never does.
+        """
+        if key is NO_KEY or not self.store.health.available():
             return MISSING
         try:
             data = self.store.get(key)  # type: ignore[arg-type]
@@ -122,7 +128,18 @@ class StoreCache(Owned):
             return MISSING
         return self._decode(data)
 
-    get = read
+    peek = get
+
+    async def aget(self, key: Hashable) -> Any:
+        """:meth:`get` on the store's asyncio client; never raises."""
+        if key is NO_KEY or not self.store.health.available():
+            return MISSING
+        try:
+            data = await self.store.aget(key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._failed("read", exc)
+            return MISSING
+        return self._decode(data)
 
     def _decode(self, data: bytes | None) -> Any:
         """The value in ``data``; a read counts as healthy only once it decoded."""
@@ -137,10 +154,13 @@ class StoreCache(Owned):
         return value
 
     def hashable(self, key: Hashable) -> Hashable:
-        """Store keys are strings already."""
+        """Store keys are strings already (or ``NO_KEY``)."""
         return key
 
-    def _encode(self, value: Any) -> bytes | None:
+    def _envelope(self, value: Any) -> bytes | None:
+        """``value`` encoded to store, or None when the store rests or encoding failed."""
+        if not self.store.health.available():
+            return None
         expires = None if self.ttl is None else clock.wall() + self.ttl
         try:
             return self.codec.encode(value, expires)
@@ -148,45 +168,32 @@ class StoreCache(Owned):
             self._failed("encode", exc)
             return None
 
+    def _wrote(self, error: Exception | None) -> None:
+        if error is None:
+            self.store.health.succeeded("write")
+        else:
+            self._failed("write", error)
+
     def set(self, key: Hashable, value: Any) -> None:
         """Store ``value``; a failure is counted and reported, never raised."""
-        if not self.store.health.available():
-            return
-        data = self._encode(value)
-        if data is None:
-            return
-        try:
-            self.store.set(key, data, self.ttl)  # type: ignore[arg-type]
-        except Exception as exc:
-            self._failed("write", exc)
-        else:
-            self.store.health.succeeded("write")
-
-    async def aget(self, key: Hashable) -> Any:
-        """:meth:`read` on the store's asyncio client."""
-        health = self.store.health
-        if not health.available():
-            return MISSING
-        try:
-            data = await self.store.aget(key)  # type: ignore[attr-defined]
-        except Exception as exc:
-            self._failed("read", exc)
-            return MISSING
-        return self._decode(data)
+        data, error = self._envelope(value), None
+        if data is not None:
+            try:
+                self.store.set(key, data, self.ttl)  # type: ignore[arg-type]
+            except Exception as exc:
+                error = exc
+            self._wrote(error)
 
     async def aset(self, key: Hashable, value: Any) -> None:
         """:meth:`set` on the store's asyncio client."""
-        if not self.store.health.available():
-            return
-        data = self._encode(value)
+        data, error = self._envelope(value), None
         if data is None:
             return
         try:
             await self.store.aset(key, data, self.ttl)  # type: ignore[attr-defined]
         except Exception as exc:
-            self._failed("write", exc)
-        else:
-            self.store.health.succeeded("write")
+            error = exc
+        self._wrote(error)
 
     def clear(self) -> None:
         """Forget every entry of this function in the store."""

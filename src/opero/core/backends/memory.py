@@ -4,30 +4,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any, Final, final
+from typing import Any, final
 
 from opero.core import clock, forksafe
 from opero.core.owned import Owned
+from opero.core.sentinels import MISSING
 
 __all__ = ["MISSING", "MemoryBackend"]
-
-
-@final
-class _Missing:
-    """Marks "no cached value", since ``None`` is a value that gets cached."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __reduce__(self) -> str:
-        # Pickled by name, so it stays the one sentinel after a round trip
-        # (a decorated function shipped by value carries it in its globals).
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
 
 
 @final
