@@ -207,3 +207,90 @@ def test_cache_ttl_expires_when_the_fake_clock_moves() -> None:
         assert computed == [3, 3]  # the new entry lives another 10 s
     stats = square.statistics()
     assert (stats.cache_hits, stats.cache_misses) == (2, 2)
+
+
+# -- virtual timers (what attempt_timeout= cuts with) ------------------------------------
+
+
+def test_a_timer_fires_once_when_advance_or_sleep_passes_it() -> None:
+    clock = FakeClock()
+    fired: list[float] = []
+    clock.call_at(2.0, lambda: fired.append(clock.now()))
+    clock.advance(1)
+    assert fired == []
+    clock.advance(1.5)
+    clock.sleep(5)
+    assert fired == [2.5]  # once, at the time the clock reached
+    later = clock.call_at(10.0, lambda: fired.append(clock.now()))
+    clock.sleep(4)  # a jump past the timer: it fires at the time the jump reached
+    assert fired == [2.5, 11.5]
+    later.cancel()
+
+
+def test_a_cancelled_timer_never_fires_and_fire_moves_time_to_it() -> None:
+    clock = FakeClock()
+    fired: list[float] = []
+    clock.call_at(1.0, lambda: fired.append(-1)).cancel()
+    clock.advance(2)
+    assert fired == []
+    timer = clock.call_at(7.0, lambda: fired.append(clock.now()))
+    timer.fire()
+    timer.fire()
+    assert fired == [7.0]
+    assert clock.now() == 7.0
+    timer.cancel()
+    assert clock.sleeps == []
+
+
+def test_an_async_sleeper_due_after_a_timer_lets_it_fire_first_at_its_own_time() -> None:
+    clock = FakeClock()
+    seen: list[tuple[str, float]] = []
+    timer = clock.call_at(1.0, lambda: seen.append(("timer", clock.now())))
+
+    async def sleeper() -> None:
+        await clock.async_sleep(3)
+        seen.append(("sleeper", clock.now()))
+
+    async def cancel_soon() -> None:
+        while not timer.fired:
+            await asyncio.sleep(0)
+        seen.append(("held", clock.now()))  # a fired timer holds sleepers until cancelled
+        timer.cancel()
+
+    async def main() -> None:
+        await asyncio.gather(sleeper(), cancel_soon())
+
+    asyncio.run(main())
+    assert seen == [("timer", 1.0), ("held", 1.0), ("sleeper", 3.0)]
+    assert clock.sleeps == [3.0]
+
+
+def test_a_sleep_ending_exactly_at_a_timer_wakes_before_it_fires() -> None:
+    clock = FakeClock()
+    fired: list[float] = []
+    timer = clock.call_at(2.0, lambda: fired.append(clock.now()))
+
+    async def main() -> list[float]:
+        await clock.async_sleep(2)
+        return list(fired)
+
+    assert asyncio.run(main()) == []
+    timer.cancel()
+    assert clock.now() == 2.0
+
+
+def test_async_attempt_timeout_cuts_at_exactly_the_timeout_on_the_fake_clock() -> None:
+    from opero.core.timeouts import acall_within  # noqa: PLC0415 - the feature under test
+
+    async def attempt() -> None:
+        await clock.async_sleep(30)
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await acall_within(attempt, (), {}, 1.0)
+
+    with FakeClock(start=50.0) as clock:
+        started = time.monotonic()
+        asyncio.run(main())
+        assert clock.now() == 51.0
+        assert time.monotonic() - started < 0.5

@@ -22,8 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from opero import ConfigurationError, remaining
-from opero.core.deadline import attempt_bound
+from opero import ConfigurationError
+from opero.core.deadline import attempt_bound, remaining
 from opero.core.timeouts import TimeoutRunner, acall_within, call_within, runner_for
 from opero.testing import FakeClock
 
