@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from opero.core.backends.memory import MISSING
+from opero.core.sentinels import MISSING, NO_KEY
 
 if TYPE_CHECKING:
     from opero.concurrency.chunks import Batch, Chunk
@@ -45,15 +45,15 @@ class ParentCache:
         on_hit = self.plan.on_cache_hit
         for index, item in zip(*chunk, strict=True):
             key = cache.key((item, *self.args), self.kwargs)
-            value = MISSING if key is MISSING else cache.get(key)
+            value = cache.get(key)  # NO_KEY reads as MISSING
             if value is not MISSING:
                 hit_indices.append(index)
                 hit_values.append(value)
                 if on_hit is not None:
                     on_hit.fire()
                 continue
-            flight = MISSING if key is MISSING else cache.hashable(key)
-            if flight is not MISSING:
+            flight = cache.hashable(key)
+            if flight is not NO_KEY:
                 leader = self.leader_of.get(flight)
                 if leader is not None:  # already being computed in this map
                     self.followers.setdefault(leader, []).append(index)
@@ -75,7 +75,7 @@ class ParentCache:
             if position in bad:
                 continue
             key = cache.key((item, *self.args), self.kwargs)
-            if key is not MISSING:
+            if key is not NO_KEY:
                 stored += 1
                 cache.set(cache.hashable(key), value)
         self.plan.pipeline.counters.add_cache_misses(stored)
