@@ -22,11 +22,13 @@ def test_exports_are_pinned() -> None:
             "DeadlineExceeded",
             "OperoError",
             "OperoFunction",
+            "ResultRejected",
             "__version__",
             "clear_cache",
             "configure_logging",
             "opero",
             "opmap",
+            "remaining",
         ]
     )
     for name in opero.__all__:

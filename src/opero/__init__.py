@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 from opero.core.cache import clear_cache
+from opero.core.deadline import remaining
 from opero.decorators.opero import OperoFunction, opero
 from opero.decorators.opmap import opmap
 from opero.exceptions import (
@@ -25,6 +26,7 @@ from opero.exceptions import (
     ConfigurationError,
     DeadlineExceeded,
     OperoError,
+    ResultRejected,
 )
 from opero.utils.logging import configure_logging
 
@@ -43,9 +45,11 @@ __all__ = [
     "DeadlineExceeded",
     "OperoError",
     "OperoFunction",
+    "ResultRejected",
     "__version__",
     "clear_cache",
     "configure_logging",
     "opero",
     "opmap",
+    "remaining",
 ]

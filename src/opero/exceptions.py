@@ -19,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceeded",
     "OperoError",
+    "ResultRejected",
 ]
 
 #: How many errors ``str(AllFailedError)`` spells out before summarising the rest.
@@ -133,6 +134,25 @@ def _summary(error: BaseException) -> str:
         return error.summary
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class ResultRejected(OperoError):  # noqa: N818 - it names what happened to the result
+    """``retry_if_result`` said "try again" to a value the function returned.
+
+    One is made per rejected result; when the attempts run out they are the
+    ``errors`` of the ``AllFailedError``.  The message names the function and the
+    attempt only, never the value.
+
+    Attributes:
+        result: the rejected value itself.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[ResultRejected], tuple[str, object]]:
+        return (type(self), (str(self.args[0]) if self.args else "", self.result))
 
 
 class ConcurrencyError(OperoError):

@@ -21,6 +21,7 @@ from opero.core.limiters import limiter_for_scope
 from opero.core.pipeline import Pipeline
 from opero.core.rate_limit import check_settings as check_rate_settings
 from opero.core.retry import RetryPolicy, normalize_retry_on
+from opero.core.routing import Routing, check_result_check, error_filter
 from opero.exceptions import ConfigurationError
 
 __all__ = ["build_pipeline", "validate_settings"]
@@ -51,7 +52,25 @@ def validate_settings(config: Mapping[str, Any]) -> RetryPolicy:
     check_fallback_settings(config["arg_fallback"], config["fallback_delay"])
     for name in _CALLBACKS:
         validate.function(name, config[name], f"{name}(...)")
+    _check_engine_settings(config, is_async=None)
     return _retry_policy(config)
+
+
+def _check_engine_settings(config: Mapping[str, Any], *, is_async: bool | None) -> None:
+    """Check the routing, result, time and rate-slot settings (fallback_on to rate_limit_per)."""
+    if config["fallback_on"] is not None:
+        error_filter("fallback_on", config["fallback_on"])
+        if config["arg_fallback"] is None:
+            msg = (
+                "fallback_on routes errors to the next arg_fallback candidate; "
+                "set arg_fallback too, or use retry_on alone"
+            )
+            raise ConfigurationError(msg)
+    check_result_check(config["retry_if_result"], is_async=is_async)
+    for name in ("deadline", "attempt_timeout"):
+        if config[name] is not None:
+            validate.number(name, config[name], exclusive=True, hint=", or None")
+    validate.choice("rate_limit_per", config["rate_limit_per"], ("attempt", "call"))
 
 
 def _retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
@@ -71,6 +90,8 @@ def _retry_policy(config: Mapping[str, Any]) -> RetryPolicy:
         max_delay=config["max_delay"],
         jitter=config["jitter"],
         wait=config["wait"],
+        retry_after=config["retry_after"],
+        max_retry_after=config["max_retry_after"],
     )
 
 
@@ -89,6 +110,7 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
         raise ConfigurationError(msg)
     is_async = inspect.iscoroutinefunction(func)
     retry = validate_settings(config)
+    _check_engine_settings(config, is_async=is_async)
     cache = None
     if config["cache_ignore"] and not config["cache"]:
         Keys(func, ignored_names(config["cache_ignore"]))  # names checked with the cache off too
@@ -130,6 +152,14 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
         config=config if isinstance(config, MappingProxyType) else MappingProxyType(dict(config)),
         is_async=is_async,
         factory=build_pipeline,
+        routing=Routing(
+            retry_on=retry.retry_on,
+            fallback_on=config["fallback_on"],
+            result_check=config["retry_if_result"],
+        ),
+        deadline=config["deadline"],
+        attempt_timeout=config["attempt_timeout"],
+        per_attempt=config["rate_limit_per"] == "attempt",
     )
 
 

@@ -17,9 +17,11 @@ from opero.core.cache import CacheLayer
 from opero.core.callbacks import Callbacks
 from opero.core.fallback import FallbackPolicy
 from opero.core.frozen import Frozen
+from opero.core.gate import PauseGate
 from opero.core.owned import Owned
 from opero.core.rate_limit import RateLimit
 from opero.core.retry import RetryPolicy
+from opero.core.routing import Routing
 from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 from opero.core.stats import Counters, Statistics
 
@@ -33,17 +35,23 @@ class Pipeline(Frozen):
     """One decorated function's policies, outermost first."""
 
     __slots__ = (
+        "attempt_timeout",
         "cache",
         "callbacks",
         "config",
         "counters",
+        "deadline",
+        "engine",
         "factory",
         "fallback",
         "flights",
         "func",
+        "gate",
         "limiter",
         "name",
+        "per_attempt",
         "retry",
+        "routing",
     )
 
     func: Callable[..., Any]
@@ -61,6 +69,20 @@ class Pipeline(Frozen):
     flights: SingleFlight | AsyncSingleFlight
     #: ``factory(func, config)`` builds this pipeline again: how a pickled one is rebuilt.
     factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline] | None
+    #: Where each error goes (``retry_on``, ``fallback_on``) and ``retry_if_result``.
+    routing: Routing
+    #: Seconds for the whole call (``deadline=``), or None.
+    deadline: float | None
+    #: Seconds for each attempt (``attempt_timeout=``), or None.
+    attempt_timeout: float | None
+    #: Every call that reaches the function takes a rate slot (``rate_limit_per="attempt"``).
+    per_attempt: bool
+    #: The function's own pause after a server's ``Retry-After`` (used without a limiter).
+    gate: PauseGate
+    #: The whole call, first attempt included, runs in the engine (``opero.core.flow.call``):
+    #: a deadline, an attempt timeout or a result check need it; otherwise the shell makes
+    #: the first call itself.
+    engine: bool
 
     def __init__(
         self,
@@ -75,8 +97,14 @@ class Pipeline(Frozen):
         config: Mapping[str, Any] | None = None,
         is_async: bool = False,
         factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline] | None = None,
+        routing: Routing | None = None,
+        deadline: float | None = None,
+        attempt_timeout: float | None = None,
+        per_attempt: bool = True,
     ) -> None:
         counters = Counters()
+        routing = routing if routing is not None else Routing(retry_on=retry.retry_on)
+        gate = PauseGate()
         self._init(
             func=func,
             name=name,
@@ -89,7 +117,18 @@ class Pipeline(Frozen):
             counters=counters,
             flights=AsyncSingleFlight(counters) if is_async else SingleFlight(counters),
             factory=factory,
+            routing=routing,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            per_attempt=per_attempt,
+            gate=gate,
+            engine=(
+                deadline is not None
+                or attempt_timeout is not None
+                or routing.result_check is not None
+            ),
         )
+        gate.own(self, "gate")
         # The shells keep some of these parts in their closures; see opero.core.owned.
         counters.own(self)
         if cache is not None:
@@ -171,14 +210,33 @@ class Pipeline(Frozen):
         the time it spent.
         """
         if self.limiter is None:
-            return 0.0
+            return self.gate.wait(clock.now())
         return self._log_rate_wait(self.limiter.reserve_for(args, kwargs, clock.now()))
 
     async def areserve(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """:meth:`reserve` for async functions: a shared limiter is asked without blocking."""
         if self.limiter is None:
-            return 0.0
+            return self.gate.wait(clock.now())
         return self._log_rate_wait(await self.limiter.areserve_for(args, kwargs, clock.now()))
+
+    def pause(self, seconds: float) -> None:
+        """A server asked for ``seconds``: pause the rate-limit scope, or this function."""
+        self._log_pause(seconds)
+        if self.limiter is None:
+            self.gate.close(clock.now() + seconds)
+        else:
+            self.limiter.pause_for(seconds, clock.now())
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause` for async functions: a shared limiter is told without blocking."""
+        self._log_pause(seconds)
+        if self.limiter is None:
+            self.gate.close(clock.now() + seconds)
+        else:
+            await self.limiter.apause_for(seconds, clock.now())
+
+    def _log_pause(self, seconds: float) -> None:
+        logger.debug("opero: %s paused for %.3fs (Retry-After)", self.name, seconds)
 
     def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """:meth:`reserve` with the wait accounted at once (a map's parent, which always waits)."""

@@ -16,6 +16,7 @@ from typing import Any, final
 
 from opero.core import validate
 from opero.core.frozen import Frozen
+from opero.core.routing import ErrorFilter, Filter, error_filter
 from opero.exceptions import ConfigurationError
 
 __all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on", "require_tenacity"]
@@ -24,20 +25,9 @@ __all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on", "require_tenacit
 WaitStrategy = Callable[[Any], float]
 
 
-def normalize_retry_on(
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] | list[type[BaseException]],
-) -> tuple[type[BaseException], ...]:
-    """Accept one exception class or a tuple/list of them; anything else is a ConfigurationError."""
-    classes = tuple(retry_on) if isinstance(retry_on, (tuple, list)) else (retry_on,)
-    if not classes or not all(
-        isinstance(cls, type) and issubclass(cls, BaseException) for cls in classes
-    ):
-        msg = (
-            "retry_on must be an exception class or a non-empty tuple of exception classes, "
-            f"got {validate.show(retry_on)}"
-        )
-        raise ConfigurationError(msg)
-    return classes
+def normalize_retry_on(retry_on: object) -> Filter:
+    """Exception classes (one, a tuple or a list) or a predicate; else a ConfigurationError."""
+    return error_filter("retry_on", retry_on)
 
 
 def require_tenacity(wait: WaitStrategy | None) -> WaitStrategy | None:
@@ -73,34 +63,45 @@ class RetryPolicy(Frozen):
         "backoff_factor",
         "jitter",
         "max_delay",
+        "max_retry_after",
         "min_delay",
         "retries",
+        "retry_after",
         "retry_on",
         "wait",
     )
 
     retries: int
-    retry_on: tuple[type[BaseException], ...]
+    #: Errors worth retrying: exception classes, or a predicate on the error.
+    retry_on: Filter
     backoff_factor: float
     min_delay: float
     max_delay: float
     jitter: bool
     #: A tenacity wait strategy used instead of the built-in backoff.
     wait: WaitStrategy | None
+    #: ``retry_after(error) -> seconds | None``: the user's reading of a server's delay.
+    retry_after: Callable[[BaseException], float | None] | None
+    #: The longest server delay waited for (``max_delay`` when None); a longer one gives up.
+    max_retry_after: float | None
 
     def __init__(
         self,
         *,
         retries: int = 3,
-        retry_on: type[BaseException]
-        | tuple[type[BaseException], ...]
-        | list[type[BaseException]] = Exception,
+        retry_on: ErrorFilter | list[type[BaseException]] = Exception,
         backoff_factor: float = 1.5,
         min_delay: float = 0.1,
         max_delay: float = 30.0,
         jitter: bool = False,
         wait: WaitStrategy | None = None,
+        retry_after: Callable[[BaseException], float | None] | None = None,
+        max_retry_after: float | None = None,
     ) -> None:
+        # Retry-After is read on the failure path only: its module loads with the first policy.
+        from opero.core.retry_after import check_settings  # noqa: PLC0415
+
+        check_settings(retry_after, max_retry_after)
         retries = validate.integer(
             "retries", retries, minimum=0, hint=" (retries=N means up to N+1 attempts)"
         )
@@ -120,6 +121,8 @@ class RetryPolicy(Frozen):
             max_delay=high,
             jitter=validate.flag("jitter", jitter),
             wait=require_tenacity(validate.function("wait", wait, "a tenacity wait strategy")),
+            retry_after=retry_after,
+            max_retry_after=None if max_retry_after is None else float(max_retry_after),
         )
 
     @property
@@ -150,3 +153,18 @@ class RetryPolicy(Frozen):
 
             return random.uniform(0.0, bound)
         return bound
+
+    def server_wait(self, error: BaseException) -> tuple[float | None, bool]:
+        """``(the delay ``error`` asks for (Retry-After) or None, whether it may be waited for)``.
+
+        A delay above ``max_retry_after`` (``max_delay`` when that is not set) may
+        not: the call gives up instead, since waiting less than the server asked
+        only earns another refusal.
+        """
+        from opero.core.retry_after import server_delay  # noqa: PLC0415 - see __init__
+
+        asked = server_delay(error, self.retry_after)
+        if asked is None:
+            return None, True
+        cap = self.max_delay if self.max_retry_after is None else self.max_retry_after
+        return asked, asked <= cap

@@ -1,10 +1,12 @@
 """The state of one failing call: which candidate and attempt come next.
 
 ``Run`` is created only after a call's first error (a successful call never
-allocates one).  It answers the questions the failure path
+allocates one), or at the start of a call the engine runs whole (a deadline,
+an attempt timeout or a result check).  It answers the questions the engine
 (:mod:`opero.core.flow`) asks: how long to wait before the next call, with
-which arguments, and, once every attempt has failed, the ``AllFailedError``
-that ends the call.  It keeps no I/O of its own.
+which arguments, whether a wait still fits in the deadline, and the error that
+ends the call (``AllFailedError``, or ``DeadlineExceeded``).  It keeps no I/O of
+its own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core import clock
-from opero.exceptions import AllFailedError
+from opero.core.steps import Call
+from opero.exceptions import AllFailedError, DeadlineExceeded, ResultRejected
 
 if TYPE_CHECKING:
     from opero.core.pipeline import Pipeline
@@ -30,7 +33,7 @@ class Run:
 
     Created only after the first retryable error, so a successful call never
     allocates one.  Retries and fallbacks are counted when the next call
-    starts (:meth:`call_args`), not when it is planned, so a call cancelled
+    starts (:meth:`count_start`), not when it is planned, so a call cancelled
     during a backoff has not retried.
     """
 
@@ -38,12 +41,14 @@ class Run:
         "args",
         "attempt",
         "candidates",
+        "deadline",
         "errors",
         "index",
         "kwargs",
         "pending",
         "pipeline",
         "started",
+        "timed_by_deadline",
     )
 
     def __init__(
@@ -62,20 +67,31 @@ class Run:
         #: Index of the fallback candidate in progress.
         self.index = 0
         self.errors: list[BaseException] = []
-        self.started = clock.now()
+        self.started = started = clock.now()
+        #: The clock time the call's ``deadline=`` ends, or None.
+        self.deadline = None if pipeline.deadline is None else started + pipeline.deadline
+        #: The attempt in progress was bounded by the deadline (not by its own timeout).
+        self.timed_by_deadline = False
         #: The counter the next call's start advances (retries or fallbacks).
         self.pending: Any = None
 
-    def failed(self, error: BaseException) -> float | None:
-        """Record ``error``; return the seconds to wait before the next call, or None to give up.
+    def failed(
+        self, error: BaseException, *, to_fallback: bool = True, to_retry: bool = True
+    ) -> tuple[float | None, float | None]:
+        """Record ``error``; ``(seconds before the next call, or None to give up; server delay)``.
 
+        ``to_fallback``/``to_retry`` are the error's routes (`Routing.route`).
         After it returns, :attr:`index` is 0 when the next call starts a new
-        retry attempt (the shell then fires ``on_retry``).
+        retry attempt (the engine then fires ``on_retry``).  The server delay is
+        what a retried error asked for (``Retry-After``) and may be waited for,
+        also when no retry is left (other callers still owe the server that pause);
+        None when there is none or it was too long (the call gives up).
         """
         pipeline = self.pipeline
         self.errors.append(error)
         debug = logger.isEnabledFor(logging.DEBUG)
-        if self.candidates is not None and self.index + 1 < len(self.candidates):
+        candidates = self.candidates
+        if to_fallback and candidates is not None and self.index + 1 < len(candidates):
             self.index += 1
             self.pending = pipeline.counters.fallbacks
             if debug:
@@ -87,34 +103,93 @@ class Run:
                     type(error).__name__,
                     self.index,
                 )
-            return pipeline.fallback.delay if pipeline.fallback else 0.0
-        if self.attempt <= pipeline.retry.retries:
-            failed_attempt = self.attempt
-            delay = pipeline.retry.delay(failed_attempt, lambda: self._tenacity_state(error))
-            self.attempt += 1
-            self.index = 0
-            self.pending = pipeline.counters.retries
-            if debug:
-                logger.debug(
-                    "opero: %s attempt %d failed (%s); retry %d of %d in %.3fs",
-                    pipeline.name,
-                    failed_attempt,
-                    type(error).__name__,
-                    failed_attempt,
-                    pipeline.retry.retries,
-                    delay,
-                )
-            return delay
-        return None
+            return (pipeline.fallback.delay if pipeline.fallback else 0.0), None
+        if not to_retry:
+            return None, None
+        asked, allowed = pipeline.retry.server_wait(error)
+        if not allowed:
+            logger.warning(
+                "opero: %s: the server asked to wait %.3fs, more than max_retry_after "
+                "(or max_delay) allows; giving up",
+                pipeline.name,
+                asked,
+            )
+            return None, None
+        if self.attempt > pipeline.retry.retries:
+            return None, asked
+        failed_attempt = self.attempt
+        delay = pipeline.retry.delay(failed_attempt, lambda: self._tenacity_state(error))
+        if asked is not None:
+            delay = max(delay, asked)
+        self.attempt += 1
+        self.index = 0
+        self.pending = pipeline.counters.retries
+        if debug:
+            logger.debug(
+                "opero: %s attempt %d failed (%s); retry %d of %d in %.3fs",
+                pipeline.name,
+                failed_attempt,
+                type(error).__name__,
+                failed_attempt,
+                pipeline.retry.retries,
+                delay,
+            )
+        return delay, asked
 
-    def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Arguments for the next call (the current candidate substituted); counts its start."""
-        next(self.pending)
+    def fits(self, seconds: float) -> bool:
+        """A wait of ``seconds`` from now would end before the deadline (always, without one)."""
+        deadline = self.deadline
+        return deadline is None or clock.now() + seconds < deadline
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+        """The `Call` of the next attempt, bounded by its timeout and the deadline.
+
+        None when the deadline has already passed.  A sync attempt is cut (run on a
+        worker thread) only with ``attempt_timeout``; an async one is also cut by
+        the deadline.  Without either it is a plain call.
+        """
+        pipeline, deadline = self.pipeline, self.deadline
+        timeout = pipeline.attempt_timeout
+        if deadline is None and timeout is None:
+            return Call(args, kwargs)
+        now = clock.now()
+        if deadline is not None and now >= deadline:
+            return None
+        until = deadline
+        if timeout is not None and (deadline is None or now + timeout < deadline):
+            until = now + timeout
+        self.timed_by_deadline = until == deadline
+        cut = timeout is not None or pipeline.is_async
+        return Call(args, kwargs, until, cut=cut)
+
+    def cut_by_deadline(self, error: BaseException) -> bool:
+        """``error`` is the TimeoutError of an attempt the deadline stopped."""
+        return (
+            self.timed_by_deadline
+            and isinstance(error, TimeoutError)
+            and self.deadline is not None
+            and clock.now() >= self.deadline
+        )
+
+    def rejected(self, result: Any) -> ResultRejected:
+        """The error standing for a result ``retry_if_result`` rejected (it carries the result)."""
+        message = (
+            f"retry_if_result rejected the result of {self.pipeline.name} "
+            f"(attempt {self.attempt}, candidate {self.index})"
+        )
+        return ResultRejected(message, result)
+
+    def next_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments for the next call: the current candidate substituted."""
         if self.candidates is None or self.pipeline.fallback is None:
             return self.args, self.kwargs
         return self.pipeline.fallback.substitute(
             self.args, self.kwargs, self.candidates[self.index]
         )
+
+    def count_start(self) -> None:
+        """The next call starts: count it as the retry or the fallback it is."""
+        next(self.pending)
 
     def give_up(self) -> AllFailedError:
         """The error that ends the call, logged at WARNING (types only, no values)."""
@@ -133,6 +208,17 @@ class Run:
             type(self.errors[-1]).__name__,
         )
         return AllFailedError(message, errors=self.errors)
+
+    def expired(self) -> DeadlineExceeded:
+        """The error that ends a call whose deadline ran out (every error so far)."""
+        pipeline = self.pipeline
+        next(pipeline.counters.failures)
+        calls = _plural(len(self.errors), "failed call")
+        message = (
+            f"the deadline of {pipeline.deadline:g}s for {pipeline.name} ran out after {calls}"
+        )
+        logger.warning("opero: %s", message)
+        return DeadlineExceeded(message, errors=self.errors)
 
     def _tenacity_state(self, error: BaseException) -> Any:
         """A ``tenacity.RetryCallState`` for a user-supplied tenacity wait strategy."""

@@ -14,6 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core.assemble import build_pipeline, validate_settings
 from opero.core.retry import WaitStrategy
+from opero.core.routing import ErrorFilter
 from opero.core.shell import Shell
 from opero.decorators.types import (
     CacheBackend,
@@ -22,6 +23,7 @@ from opero.decorators.types import (
     OperoDecorator,
     OperoFunction,
     RateLimitBackend,
+    RateLimitPer,
     RateLimitScope,
 )
 
@@ -48,9 +50,15 @@ def opero(
     backoff_factor: float = 1.5,
     min_delay: float = 0.1,
     max_delay: float = 30.0,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    retry_on: ErrorFilter = Exception,
     jitter: bool = False,
     wait: WaitStrategy | None = None,
+    fallback_on: ErrorFilter | None = None,
+    retry_if_result: Callable[[Any], Any] | None = None,
+    retry_after: Callable[[BaseException], float | None] | None = None,
+    max_retry_after: float | None = None,
+    attempt_timeout: float | None = None,
+    deadline: float | None = None,
     cache: bool = False,
     cache_ttl: float | None = None,
     cache_backend: CacheBackend = "memory",
@@ -66,6 +74,7 @@ def opero(
     rate_limit_burst: int = 1,
     rate_limit_backend: RateLimitBackend = "memory",
     rate_limit_backend_config: dict[str, Any] | None = None,
+    rate_limit_per: RateLimitPer = "attempt",
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
     on_retry: Callable[..., Any] | None = None,
@@ -83,9 +92,15 @@ def opero(
     backoff_factor: float = 1.5,
     min_delay: float = 0.1,
     max_delay: float = 30.0,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    retry_on: ErrorFilter = Exception,
     jitter: bool = False,
     wait: WaitStrategy | None = None,
+    fallback_on: ErrorFilter | None = None,
+    retry_if_result: Callable[[Any], Any] | None = None,
+    retry_after: Callable[[BaseException], float | None] | None = None,
+    max_retry_after: float | None = None,
+    attempt_timeout: float | None = None,
+    deadline: float | None = None,
     cache: bool = False,
     cache_ttl: float | None = None,
     cache_backend: CacheBackend = "memory",
@@ -101,6 +116,7 @@ def opero(
     rate_limit_burst: int = 1,
     rate_limit_backend: RateLimitBackend = "memory",
     rate_limit_backend_config: dict[str, Any] | None = None,
+    rate_limit_per: RateLimitPer = "attempt",
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
     on_retry: Callable[..., Any] | None = None,
@@ -119,9 +135,24 @@ def opero(
         backoff_factor: Growth of the delay between attempts (>= 1).
         min_delay: Delay before the first retry, in seconds.
         max_delay: Cap on any delay between attempts, in seconds.
-        retry_on: Exception class(es) worth retrying; anything else propagates at once.
+        retry_on: Errors worth retrying after the backoff: exception class(es) or a
+            predicate ``retry_on(error) -> bool``. An error that neither this nor
+            ``fallback_on`` covers propagates at once, unwrapped.
         jitter: Draw each delay uniformly from ``[0, delay]`` to spread out clients.
         wait: A tenacity wait strategy to use instead of the backoff settings.
+        fallback_on: Errors that move on at once to the next ``arg_fallback`` candidate
+            (classes or a predicate); ``None``: the same as ``retry_on``.
+        retry_if_result: ``retry_if_result(result) -> bool`` (async for an ``async def``
+            function): true retries the result; exhausted, each rejected result is a
+            [`ResultRejected`][opero.ResultRejected] in ``AllFailedError.errors``.
+        retry_after: ``retry_after(error) -> seconds | None``: the server's delay, where
+            ``error.retry_after`` or a ``Retry-After`` header does not tell it.
+        max_retry_after: The longest server delay to wait for (default: ``max_delay``);
+            a longer one ends the call at once with ``AllFailedError``.
+        attempt_timeout: Seconds each attempt may take; its ``TimeoutError`` is routed
+            like any error. A sync attempt then runs on a worker thread.
+        deadline: Seconds for the whole call (attempts and every wait); past it,
+            [`DeadlineExceeded`][opero.DeadlineExceeded].
         cache: Cache results (``None`` included; exceptions never).
         cache_ttl: Seconds a cached result lives; ``None`` for no expiry.
         cache_backend: Where results live: ``"memory"``, ``"disk"``, ``"sqlite"`` or ``"redis"``.
@@ -143,6 +174,9 @@ def opero(
         rate_limit_backend: ``"memory"`` (this process) or ``"redis"`` (every process and
             host using the same scope name).
         rate_limit_backend_config: Redis connection settings, as for ``cache_backend_config``.
+        rate_limit_per: ``"attempt"``: every call of the function takes a slot, retries
+            and fallback candidates included (what the server sees); ``"call"``: one
+            slot per decorated call.
         arg_fallback: Parameter holding a list of candidates to try in turn.
         fallback_delay: Seconds to pause between two candidates.
         on_retry: ``on_retry(error, attempt)`` before each retry (or ``on_retry()``).

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from opero.core.retry import WaitStrategy
+    from opero.core.routing import ErrorFilter
     from opero.core.stats import Statistics
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "OpmapDecorator",
     "OpmapFunction",
     "RateLimitBackend",
+    "RateLimitPer",
     "RateLimitScope",
     "ScopeKind",
     "StartMethod",
@@ -91,6 +93,8 @@ CacheBackend: TypeAlias = Literal["memory", "disk", "sqlite", "redis"]
 CacheSerializer: TypeAlias = Literal["pickle", "json"]
 #: ``rate_limit_backend=``: this process, or every process sharing a redis server.
 RateLimitBackend: TypeAlias = Literal["memory", "redis"]
+#: ``rate_limit_per=``: a rate slot for every attempt (what the server sees), or per call.
+RateLimitPer: TypeAlias = Literal["attempt", "call"]
 #: ``@opmap(start_method=...)``: how worker processes start.
 StartMethod: TypeAlias = Literal["fork", "forkserver", "spawn"]
 #: The three scope kinds of ``rate_limit_scope=``.
@@ -268,9 +272,15 @@ class OperoSettings(TypedDict, total=False):
     backoff_factor: float
     min_delay: float
     max_delay: float
-    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    retry_on: ErrorFilter
     jitter: bool
     wait: WaitStrategy | None
+    fallback_on: ErrorFilter | None
+    retry_if_result: Callable[[Any], Any] | None
+    retry_after: Callable[[BaseException], float | None] | None
+    max_retry_after: float | None
+    attempt_timeout: float | None
+    deadline: float | None
     cache: bool
     cache_ttl: float | None
     cache_backend: CacheBackend
@@ -286,6 +296,7 @@ class OperoSettings(TypedDict, total=False):
     rate_limit_burst: int
     rate_limit_backend: RateLimitBackend
     rate_limit_backend_config: dict[str, Any] | None
+    rate_limit_per: RateLimitPer
     arg_fallback: str | None
     fallback_delay: float
     on_retry: Callable[..., Any] | None
