@@ -7,15 +7,16 @@ are optional):
 * ``/status/<code>?retry_after=<value>&retry_after_in=<s>``: answers ``code``;
   ``retry_after`` is sent as the ``Retry-After`` header as given (seconds, or
   any text), ``retry_after_in`` as an HTTP-date that many seconds from now
-  (by ``time.time()``).
-* ``/flaky?fail=<n>&status=<code>&retry_after=<value>&key=<name>``: the first
-  ``n`` requests of each ``key`` (default: the whole query) answer ``code``
-  (default 503), then 200.
+  (by ``time.time()``); ``reset_after`` is sent as ``X-RateLimit-Reset-After``
+  (a non-standard header, for a ``retry_after=`` callable to read).
+* ``/flaky?fail=<n>&status=<code>&retry_after=<value>&hang=<s>&key=<name>``:
+  the first ``n`` requests of each ``key`` (default: the whole query) answer
+  ``code`` (default 503), after hanging ``hang`` seconds if given; then 200.
 * ``/hang?seconds=<s>``: answers 200 after ``s`` seconds (default 30), or as
   soon as the server shuts down, so a test never waits for it to finish.
 * ``/keys/<key>`` and ``/private`` (the key in ``Authorization: Bearer <key>``):
-  401 unless the key is one of ``valid_keys``; then 200 with ``{"key_index": i}``
-  (never the key itself).
+  401 unless the key is one of ``valid_keys``; then 200 with
+  ``{"authorized": true}`` (never the key itself).
 * anything else: 200 with ``{"path": ...}``.
 
 Every answer is JSON.  ``hits(route)`` counts requests per route (the path
@@ -84,7 +85,7 @@ class Upstream:
             key = path[6:] if path.startswith("/keys/") else auth.removeprefix("Bearer ")
             if key not in self.valid_keys:
                 return 401, {}, {"error": "invalid key"}
-            return 200, {}, {"key_index": self.valid_keys.index(key)}
+            return 200, {}, {"authorized": True}
         return 200, {}, {"path": path}
 
     def _flaky(
@@ -93,20 +94,27 @@ class Upstream:
         key = query.get("key", raw)
         with self.lock:
             failed = self._failed[key]
-            if failed < int(query.get("fail", "1")):
+            failing = failed < int(query.get("fail", "1"))
+            if failing:
                 self._failed[key] += 1
-                code = int(query.get("status", "503"))
-                return code, extra, {"status": code, "failure": failed + 1}
-        return 200, {}, {"status": 200, "after_failures": failed}
+        if not failing:
+            return 200, {}, {"status": 200, "after_failures": failed}
+        if "hang" in query:
+            self.stopping.wait(min(float(query["hang"]), _LONGEST_HANG))
+        code = int(query.get("status", "503"))
+        return code, extra, {"status": code, "failure": failed + 1}
 
 
 def _retry_after(query: dict[str, str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
     if "retry_after" in query:
-        return {"Retry-After": query["retry_after"]}
-    if "retry_after_in" in query:
+        headers["Retry-After"] = query["retry_after"]
+    elif "retry_after_in" in query:
         moment = time.time() + float(query["retry_after_in"])
-        return {"Retry-After": formatdate(moment, usegmt=True)}
-    return {}
+        headers["Retry-After"] = formatdate(moment, usegmt=True)
+    if "reset_after" in query:
+        headers["X-RateLimit-Reset-After"] = query["reset_after"]
+    return headers
 
 
 def answer(handler: BaseHTTPRequestHandler, upstream: Upstream, target: str) -> None:

@@ -21,7 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from http_stub import HTTPStub
 from opero.core.retry_after import check_settings, server_delay
-from opero.exceptions import ConfigurationError
+from opero.exceptions import ConfigurationError, ResultRejected
 from opero.testing import FakeClock
 
 #: A fixed wall time for dates: 2026-03-01T12:00:00Z.
@@ -294,3 +294,12 @@ async def test_aiohttp_and_async_httpx_errors_carry_the_delay(stub: HTTPStub) ->
         dated = server_delay(await get(stub.url("/status/503?retry_after_in=30")))
         assert dated is not None
         assert 25.0 < dated <= 30.0
+
+
+def test_a_rejected_response_carries_its_delay(stub: HTTPStub) -> None:
+    # retry_if_result rejected the response itself: its header is read from it.
+    rejected = httpx.get(stub.url("/status/429?retry_after=3"), timeout=5)
+    assert server_delay(ResultRejected("rejected", rejected)) == 3.0
+    assert server_delay(ResultRejected("rejected", requests.get(rejected.url, timeout=5))) == 3.0
+    assert server_delay(ResultRejected("rejected", {"Retry-After": "3"})) is None  # not a response
+    assert server_delay(ResultRejected("rejected", None)) is None

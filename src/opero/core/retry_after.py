@@ -15,8 +15,10 @@ raised, from the first source that gives one:
 3. the ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an
    HTTP-date) on ``error.headers`` (aiohttp's ``ClientResponseError``: a
    multidict, a tuple of pairs, or None) or ``error.response.headers`` (httpx's
-   ``HTTPStatusError``; requests' ``HTTPError``, whose response may be None).
-   The header name is matched without regard to case.  No HTTP library is
+   ``HTTPStatusError``; requests' ``HTTPError``, whose response may be None),
+   or, for a result that ``retry_if_result`` rejected (a ``ResultRejected``),
+   on the rejected response itself.  The header name is matched without regard
+   to case.  No HTTP library is
    imported: any error shaped like these works, a user's own included.
 
 Dates, in the attribute or the header, are measured against opero's wall
@@ -40,7 +42,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 from opero.core import clock, validate
-from opero.exceptions import ConfigurationError
+from opero.exceptions import ConfigurationError, ResultRejected
 
 __all__ = ["check_settings", "server_delay"]
 
@@ -133,10 +135,11 @@ def _until(moment: datetime, now: Callable[[], float]) -> float | None:
 
 def _header_of(error: BaseException) -> str | None:
     """The ``Retry-After`` value on the error's headers or its response's, if any."""
-    for headers in (
-        getattr(error, "headers", None),
-        getattr(getattr(error, "response", None), "headers", None),
-    ):
+    # A rejected result is the response itself (requests, httpx and aiohttp alike).
+    response = (
+        error.result if isinstance(error, ResultRejected) else getattr(error, "response", None)
+    )
+    for headers in (getattr(error, "headers", None), getattr(response, "headers", None)):
         if headers is not None:
             value = _lookup(headers)
             if value is not None:
