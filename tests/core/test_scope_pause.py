@@ -1,7 +1,7 @@
 """Pausing a rate-limit scope (a server's Retry-After): no start before the pause ends.
 
-In memory, on the fake clock: the GCRA ``Limiter``, one limiter per argument set,
-a shared group, and ``Pause`` (the scope of a function without a rate limit).
+In memory, on the fake clock: the GCRA ``Limiter``, one limiter per argument set and
+a shared group.
 The redis limiter's pause is in ``test_scope_pause_redis.py``.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opero.core.limiters import limiter_for_scope
-from opero.core.rate_limit import Limiter, Pause, PerArgsLimiter, RateLimit
+from opero.core.rate_limit import Limiter, PerArgsLimiter, RateLimit
 from opero.testing import FakeClock
 
 
@@ -56,7 +56,7 @@ def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
 
 @pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf])
 def test_an_empty_or_impossible_pause_is_ignored(seconds: float) -> None:
-    for limiter in (Limiter(rate=10), PerArgsLimiter(10, 1, by_first_argument), Pause()):
+    for limiter in (Limiter(rate=10), PerArgsLimiter(10, 1, by_first_argument)):
         limiter.pause_for(seconds, now=0.0)
         assert limiter.reserve_for(("a",), {}, 0.0) == 0.0
 
@@ -105,19 +105,9 @@ def test_per_args_pauses_every_argument_set_even_ones_not_seen_yet() -> None:
 
 @pytest.mark.asyncio
 async def test_the_async_pauses_are_the_same_pause() -> None:
-    limiter, per_args, gate = Limiter(10), PerArgsLimiter(10, 1, by_first_argument), Pause()
-    for each in (limiter, per_args, gate):
+    for each in (Limiter(10), PerArgsLimiter(10, 1, by_first_argument)):
         await each.apause_for(7, now=0.0)
         assert await each.areserve_for(("a",), {}, 0.0) == pytest.approx(7.0)
-
-
-def test_the_pause_of_a_function_without_a_rate_limit() -> None:
-    gate = Pause()
-    assert starts(gate, 0.0, 3) == [0.0, 0.0, 0.0]  # no limit
-    gate.pause_for(7, now=1.0)
-    assert starts(gate, 2.0, 50) == [8.0] * 50  # all wait out the pause, none is spaced
-    assert starts(gate, 8.0, 2) == [8.0, 8.0]
-    assert gate.rate == math.inf
 
 
 def test_a_shared_group_is_paused_for_every_function_in_it() -> None:

@@ -29,7 +29,6 @@ from opero.exceptions import ConfigurationError
 __all__ = [
     "SCOPES",
     "Limiter",
-    "Pause",
     "PerArgsLimiter",
     "RateLimit",
     "check_settings",
@@ -148,52 +147,6 @@ class Limiter(Owned):
 def pausing(seconds: float) -> bool:
     """Whether a pause of ``seconds`` holds anything (not 0, negative, NaN or infinite)."""
     return 0 < seconds <= validate.MAX_SECONDS
-
-
-@final
-class Pause(Owned):
-    """The rate-limit scope of a function without ``rate_limit``: no limit, only pauses.
-
-    A server's ``Retry-After`` still holds every caller of the function until
-    it has passed, as a rate limit's pause would.
-
-    Examples:
-        >>> gate = Pause()
-        >>> gate.reserve_for((), {}, now=0.0)
-        0.0
-        >>> gate.pause_for(7, now=0.0)
-        >>> gate.reserve_for((), {}, now=2.0), gate.reserve_for((), {}, now=8.0)
-        (5.0, 0.0)
-    """
-
-    __slots__ = ("_owner", "_until", "burst", "rate")
-
-    def __init__(self) -> None:
-        #: No limit: the protocol's numbers for "unlimited".
-        self.rate = math.inf
-        self.burst = 1
-        self._until = -math.inf
-
-    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
-        """The seconds left of the pause (0 when there is none)."""
-        return max(0.0, self._until - now)
-
-    async def areserve_for(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
-    ) -> float:
-        """:meth:`reserve_for` for async callers."""
-        return self.reserve_for(args, kwargs, now)
-
-    def pause_for(self, seconds: float, now: float) -> None:
-        """Hold every start until ``now + seconds`` (a longer pause already set stays)."""
-        if pausing(seconds):
-            # One float store; a race between two pauses can only keep the earlier end,
-            # and both come from one server's answers a moment apart.
-            self._until = max(self._until, now + seconds)
-
-    async def apause_for(self, seconds: float, now: float) -> None:
-        """:meth:`pause_for` for async callers."""
-        self.pause_for(seconds, now)
 
 
 @final
