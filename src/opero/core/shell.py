@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, cast, final
 
 from opero.core.cache_step import UNCACHED, CacheStep, Compute
+from opero.core.drivers import ahold, hold, whole_async, whole_sync
 from opero.core.flow import Wait, adrive, drive, recover
 from opero.core.pipeline import Pipeline
 
@@ -56,7 +57,12 @@ class Shell:
         self.is_async = p.is_async
         self.call: Callable[..., Any] = build_async(p) if p.is_async else build_sync(p)
         self.tally = p.counters.tally
-        plain = not p.is_async and p.callbacks.on_success is None and p.layers == ("retry",)
+        plain = (
+            not p.is_async
+            and p.callbacks.on_success is None
+            and p.layers == ("retry",)
+            and not p.engine
+        )
         self.direct: Callable[..., Any] | None = p.func if plain else None
         self.resume: Callable[[BaseException, tuple[Any, ...], dict[str, Any]], Any] | None = (
             _resumer(p) if plain else None
@@ -89,9 +95,11 @@ def worker_shell(
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
     fn, has_fallback, on_success = p.func, p.fallback is not None, p.callbacks.on_success
-    entries = p.counters.entries
+    entries, gate = p.counters.entries, p.gate
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
+        if gate.until:  # a server's Retry-After pauses the function (it has no rate limit)
+            hold(p)
         next(entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
@@ -116,7 +124,8 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
             raise
         return attempts(*args, **kwargs)
 
-    inner = limited if p.limiter is not None else attempts
+    # A deadline, an attempt timeout or a result check: the whole call runs in the engine.
+    inner = whole_sync(p) if p.engine else limited if p.limiter is not None else attempts
     # Without a cache (and a limiter) this is the whole wrapper: one try around the call.
     return inner if p.cache is None else _cached_sync(CacheStep(p, inner))
 
@@ -136,9 +145,11 @@ def _cached_sync(step: CacheStep) -> Callable[..., Any]:
 def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
     fn, has_fallback, on_success = p.func, p.fallback is not None, p.callbacks.on_success
-    entries = p.counters.entries
+    entries, gate = p.counters.entries, p.gate
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
+        if gate.until:  # a server's Retry-After pauses the function (it has no rate limit)
+            await ahold(p)
         next(entries)
         call_args, call_kwargs, candidates = (
             p.first_call(args, kwargs) if has_fallback else (args, kwargs, None)
@@ -163,7 +174,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
             raise
         return await attempts(*args, **kwargs)
 
-    inner = limited if p.limiter is not None else attempts
+    inner = whole_async(p) if p.engine else limited if p.limiter is not None else attempts
     return inner if p.cache is None else _cached_async(CacheStep(p, inner))
 
 
