@@ -13,6 +13,8 @@ How each host behaves (the docs rely on it):
   with ``"status": "created"``.  ``Authorization: Bearer revoked-key`` gets 401.
 * ``flaky``: like ``api``, but the first request for each path answers 503.
 * any host whose name contains ``down``: always 503.
+* ``upstream``: the flaky upstream of ``tests/http_stub.py`` (429 with
+  ``Retry-After``, 503, 401 by key, hangs, fail-N-times), for the HTTP APIs page.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from http_stub import Upstream, answer
 
 __all__ = ["StubServer", "rewrite_urls"]
 
@@ -50,6 +54,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> None:
         host, _, path = self.path.lstrip("/").partition("/")
+        if host == "upstream":
+            answer(self, self.server.upstream, "/" + path)
+            return
         path = "/" + path.split("?", 1)[0]
         if self.headers.get("Authorization", "") == "Bearer revoked-key":
             self._reply(401, {"error": "key revoked"})
@@ -89,6 +96,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     lock: threading.Lock
     seen: dict[str, int]
+    upstream: Upstream
 
 
 class StubServer:
@@ -98,6 +106,7 @@ class StubServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.lock = threading.Lock()
         self._server.seen = {}
+        self._server.upstream = Upstream()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -109,12 +118,14 @@ class StubServer:
         """Forget which paths ``flaky`` has already failed once."""
         with self._server.lock:
             self._server.seen.clear()
+        self._server.upstream.reset()
 
     def __enter__(self) -> StubServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._server.upstream.stopping.set()  # hanging requests answer now
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
