@@ -509,7 +509,7 @@ def test_timeout_does_not_charge_items_queued_behind_stuck_ones(dask_client: Any
     """
     mapped = dask_map(dask_client, timeout=0.3)(h.nap)
     results = mapped([0.9, 0.9, 0.0, 0.0, 0.0])
-    assert [h.plain(r) for r in results] == ["TimeoutError", "TimeoutError", 0.0, 0.0, 0.0]
+    assert [h.plain(r) for r in results] == ["DeadlineExceeded", "DeadlineExceeded", 0.0, 0.0, 0.0]
 
 
 def test_should_process_stops_sending_items(dask_client: Any, tmp_path: Path) -> None:

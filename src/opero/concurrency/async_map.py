@@ -15,7 +15,7 @@ from typing import Any
 from opero.concurrency.chunks import NOT_STARTED
 from opero.concurrency.collect import Collector
 from opero.concurrency.plan import MapPlan
-from opero.exceptions import CancelledItemError
+from opero.exceptions import CancelledItemError, DeadlineExceeded
 
 __all__ = ["async_iterate"]
 
@@ -78,7 +78,7 @@ async def async_iterate(
                 error = future.exception()
                 if error is not None:
                     if timeout is not None and isinstance(error, asyncio.TimeoutError):
-                        error = TimeoutError(f"item did not finish within {timeout} s")
+                        error = DeadlineExceeded(f"item did not finish within {timeout} s")
                     failed.append(len(values))
                 indices.append(index)
                 values.append(future.result() if error is None else error)

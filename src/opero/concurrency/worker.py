@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
-from opero.exceptions import ConcurrencyError
+from opero.exceptions import ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
     from opero.core.shell import Shell
@@ -140,7 +140,7 @@ def run_chunk_with_deadline(
     import pickle  # noqa: PLC0415
 
     count = len(pickle.loads(packed_items))  # noqa: S301 - our own bytes, from the parent
-    late = [TimeoutError(f"item did not finish within {timeout} s") for _ in range(count)]
+    late = [DeadlineExceeded(f"item did not finish within {timeout} s") for _ in range(count)]
     # What the late items go on to count is dropped with their results.
     return _pack(late, list(range(count)), None)
 
