@@ -3,7 +3,9 @@
 The schedule is the GCRA of :class:`opero.core.rate_limit.Limiter`, but its one
 timestamp lives in redis and each reservation is one Lua script, run atomically
 on the server with the server's own ``TIME``: hosts whose clocks disagree still
-agree on the schedule, and two callers never get the same slot.
+agree on the schedule, and two callers never get the same slot.  A pause (a
+server's Retry-After, :meth:`RedisLimiter.pause_for`) is the same script, so
+every process sharing the scope sees it.
 
 A limiter must never fail a call nor stop limiting, so while redis cannot be
 reached each call falls back to an in-process :class:`Limiter` of the same rate
@@ -130,10 +132,8 @@ class RedisLimiter(Owned):
         self._local_until = -math.inf
         self._key = key_prefix + scope
         interval_us = self.interval * 1e6
-        self._script_args: tuple[str, str] = (
-            repr(interval_us),
-            repr((self.burst - 1) * interval_us),
-        )
+        tolerance_us = (self.burst - 1) * interval_us
+        self._script_args: tuple[str, str] = (repr(interval_us), repr(tolerance_us))
         self._client = client_factory()
         self._script = self._client.register_script(GCRA)
         self._async_factory = async_client_factory
