@@ -83,6 +83,9 @@ def wrong_settings() -> None:
     opero(rate_limit_scope=None)  # E: [call-overload] | parameter "rate_limit_scope"
     opero(rate_limit_scope=3)  # E: [call-overload] | parameter "rate_limit_scope"
     opero(retriez=3)  # E: did you mean "retries"? | reportCallIssue
+    opero(rate_limit_per="second")  # E: [call-overload] | parameter "rate_limit_per"
+    opero(deadline="5")  # E: [call-overload] | parameter "deadline"
+    opero(fallback_on="AuthError")  # E: [call-overload] | parameter "fallback_on"
     # Not caught by a checker: a group may have any name, so this is a group to it.  At
     # decoration it is a ConfigurationError ("unknown rate_limit_scope", any "per_" typo).
     opero(rate_limit_scope="per_fuction")
@@ -147,6 +150,7 @@ async def wrong_maps() -> None:
 def wrong_map_settings() -> None:
     opmap(retries="three")  # E: [call-overload] | parameter "retries"
     opmap(retriez=3)  # E: did you mean "retries"? | reportCallIssue
+    opmap(rate_limit_per="item")  # E: [call-overload] | parameter "rate_limit_per"
     opmap(mode="threads")  # E: [call-overload] | parameter "mode"
     opmap(start_method="thread")  # E: [call-overload] | parameter "start_method"
     opmap(workers="4")  # E: [call-overload] | parameter "workers"

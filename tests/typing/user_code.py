@@ -37,6 +37,36 @@ def lookup(key: str, *, default: int = 0) -> int:
     return len(key) + default
 
 
+class RevokedKey(Exception):
+    """A 401: the next key may work."""
+
+
+def server_said(error: BaseException) -> float | None:
+    return 1.0 if isinstance(error, ConnectionError) else None
+
+
+@opero(
+    retries=3,
+    arg_fallback="keys",
+    fallback_on=RevokedKey,
+    retry_on=lambda error: isinstance(error, (ConnectionError, TimeoutError)),
+    retry_if_result=lambda status: status >= 500,
+    retry_after=server_said,
+    max_retry_after=60,
+    attempt_timeout=2.5,
+    deadline=10,
+    rate_limit=5,
+    rate_limit_per="call",
+)
+def routed(path: str, keys: list[str]) -> int:
+    return 200 if keys[0] and path else 503
+
+
+@opmap(progress=False, retry_on=(ConnectionError,), rate_limit_per="attempt", deadline=1)
+def routed_map(x: int) -> int:
+    return x
+
+
 @opero
 def bare(x: float) -> float:
     return x
@@ -59,6 +89,8 @@ def run_module_functions() -> None:
     lookup.cache_clear()
     assert_type(lookup.statistics(), Statistics)
     assert_type(fetch.statistics().calls, int)
+    assert_type(routed("/a", ["k1", "k2"]), int)
+    assert_type(routed_map([1, 2]), list[int | BaseException])
 
 
 # --- methods ---------------------------------------------------------------------------
