@@ -26,6 +26,7 @@ from redis.retry import Retry
 from redis_servers import OwnServer, free_port, started_server
 from store_helpers import answers, unavailable
 
+from opero import opero
 from opero.core.backends.redis_limiter import RedisLimiter
 from opero.testing import FakeClock
 
@@ -193,3 +194,50 @@ def test_a_pause_in_another_process_holds_this_one(
         paused.join_thread()
     delay = limiters(scope).reserve_for((), {}, 0.0)
     assert 20.0 - (time.time() - at) - TOLERANCE <= delay <= 20.0 + TOLERANCE
+
+
+class RateLimited(Exception):
+    retry_after = 7
+
+
+def test_a_429_met_by_one_function_holds_another_sharing_the_redis_scope(
+    scope: str, clock: FakeClock
+) -> None:
+    # Two functions, two limiters (the second has a client of its own, as another
+    # process would): a 429 with Retry-After seen by the first pauses the second.
+    failures = []
+
+    @opero(
+        retries=1,
+        rate_limit=100,
+        rate_limit_scope=scope,
+        rate_limit_backend="redis",
+        rate_limit_backend_config={"host": HOST, "port": PORT, "db": DB},
+    )
+    def refused() -> str:
+        if not failures:
+            failures.append(clock.now())
+            raise RateLimited
+        return "ok"
+
+    own_client = sync_client()
+
+    @opero(
+        rate_limit=100,
+        rate_limit_scope=scope,
+        rate_limit_backend="redis",
+        rate_limit_backend_config={"client": own_client},
+    )
+    def elsewhere() -> str:
+        return "ok"
+
+    try:
+        since = time.monotonic()
+        assert refused() == "ok"
+        before = len(clock.sleeps)
+        assert elsewhere() == "ok"
+        # The redis schedule runs on real time, which has hardly moved: the whole pause.
+        waited = sum(clock.sleeps[before:])
+        assert within(waited, 7.0, since), clock.sleeps
+    finally:
+        own_client.close()
