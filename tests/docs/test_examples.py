@@ -240,7 +240,9 @@ def test_the_collector_finds_blocks_in_every_page() -> None:
     # A page whose blocks silently stopped being collected would stop being tested.
     counted = {page.name: len(collect(page)) for page in PAGES}
     assert counted["README.md"] >= 5
-    for name in ("index.md", "basic-usage.md", "parallel-maps.md", "caching.md"):
+    pages = ("index.md", "basic-usage.md", "parallel-maps.md", "caching.md")
+    pages += ("talking-to-http-apis.md",)
+    for name in pages:
         assert counted.get(name, 0) >= 2, f"docs/{name} has {counted.get(name, 0)} blocks"
     skipped = [example.name for example in EXAMPLES if example.skip is not None]
     assert len(skipped) <= 5, f"too many no-run blocks: {skipped}"
