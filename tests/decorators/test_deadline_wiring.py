@@ -247,3 +247,32 @@ def test_deadline_exceeded_fires_on_failure_once(clock: FakeClock, shell: Shell)
     assert failures == [info.value]
     stats: Any = f.statistics()
     assert (stats.calls, stats.failures) == (1, 1)
+
+
+def test_async_attempt_timeout_alone_keeps_rate_slots_and_pauses(clock: FakeClock) -> None:
+    starts: list[float] = []
+
+    @opero.opero(attempt_timeout=5, rate_limit=2, retries=1, min_delay=0)
+    async def limited(fail: bool) -> str:
+        starts.append(clock.now())
+        if fail:
+            raise ConnectionError("down")
+        return "ok"
+
+    @opero.opero(attempt_timeout=5, retries=0)
+    async def paused(status: int) -> int:
+        starts.append(clock.now())
+        if status == 429:
+            raise RateLimited(7)
+        return status
+
+    async def main() -> None:
+        assert await limited(False) == "ok"
+        with pytest.raises(AllFailedError):
+            await limited(True)  # its retry takes the next slot too
+        with pytest.raises(AllFailedError):
+            await paused(429)
+        assert await paused(200) == 200
+
+    asyncio.run(main())
+    assert starts == [1000.0, 1000.5, 1001.0, 1001.0, 1008.0]
