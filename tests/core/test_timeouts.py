@@ -414,3 +414,42 @@ def test_an_abandoned_attempt_does_not_hold_up_interpreter_exit() -> None:
     )
     assert out.stdout.strip() == "abandoned"
     assert time.monotonic() - began < 10  # not the attempt's 60 s
+
+
+def test_any_awaitable_is_cut_not_only_coroutines(clock: FakeClock) -> None:
+    async def main() -> None:
+        never: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        with pytest.raises(TimeoutError):
+            await acall_within(lambda: never, (), {}, 0.2)
+        assert never.cancelled()
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        done.set_result(5)
+        assert await acall_within(lambda: done, (), {}, 1.0) == 5
+
+    asyncio.run(main())
+    # Blocked for real, not on the fake clock: cut after 0.2 s of real time, and
+    # virtual time then reads the attempt's end.
+    assert clock.now() == 1000.2
+
+
+def test_an_attempt_that_suspends_many_times_gets_what_it_awaited(clock: FakeClock) -> None:
+    async def attempt() -> list[object]:
+        got: list[object] = []
+        for n in range(3):
+            await asyncio.sleep(0)
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(future.set_result, n)
+            got.append(await future)
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            got.append("cut")
+            raise
+        return got
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError) as info:
+            await acall_within(attempt, (), {}, 0.05)
+        assert isinstance(info.value.__cause__, asyncio.CancelledError)
+
+    asyncio.run(main())

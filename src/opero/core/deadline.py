@@ -23,7 +23,7 @@ from typing import final
 
 from opero.core import clock as _clock
 
-__all__ = ["attempt_bound", "remaining"]
+__all__ = ["attempt_bound", "enter_bound", "leave_bound", "remaining"]
 
 #: The end of the current attempt in clock time, or None outside any bounded opero call.
 _attempt_end: ContextVar[float | None] = ContextVar("opero_attempt_end", default=None)
@@ -54,6 +54,25 @@ def remaining() -> float | None:
     return left if left > 0.0 else 0.0
 
 
+def enter_bound(until: float) -> Token[float | None] | None:
+    """Start a bound ending at ``until``; None if an enclosing one ends no later.
+
+    The two-call form of `attempt_bound` for code on the hot path of an attempt, which
+    saves the context manager's object (and, inside an equal or earlier bound, the
+    context variable's write); hand what it returns to `leave_bound`.
+    """
+    outer = _attempt_end.get()
+    if outer is not None and outer <= until:
+        return None
+    return _attempt_end.set(until)
+
+
+def leave_bound(token: Token[float | None] | None) -> None:
+    """End the bound `enter_bound` started (nothing if it started none)."""
+    if token is not None:
+        _attempt_end.reset(token)
+
+
 @final
 class attempt_bound:  # noqa: N801 - used as a function: ``with attempt_bound(until):``
     """Inside the block, the current attempt ends at ``until`` (clock time).
@@ -81,11 +100,8 @@ class attempt_bound:  # noqa: N801 - used as a function: ``with attempt_bound(un
         self._token: Token[float | None] | None = None
 
     def __enter__(self) -> None:
-        until = self._until
-        if until is None:
-            return
-        outer = _attempt_end.get()
-        self._token = _attempt_end.set(until if outer is None or until < outer else outer)
+        if self._until is not None:
+            self._token = enter_bound(self._until)
 
     def __exit__(
         self,
@@ -93,7 +109,5 @@ class attempt_bound:  # noqa: N801 - used as a function: ``with attempt_bound(un
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token = self._token
-        if token is not None:
-            self._token = None
-            _attempt_end.reset(token)
+        token, self._token = self._token, None
+        leave_bound(token)

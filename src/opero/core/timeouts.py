@@ -4,9 +4,10 @@ An async attempt is cancelled at its timeout, and the ``CancelledError`` it ends
 becomes a ``TimeoutError``, the attempt's error, routed like any other.  A cancellation
 from outside stays a ``CancelledError``: the cut converts only its own, counted with
 ``Task.cancelling()`` from Python 3.11 on, as ``asyncio.timeout`` does (on 3.10 a
-cancel that lands at the very moment of the cut is taken as the cut's).  The timer is
-one ``loop.call_later`` handle, so the attempt runs in the caller's task: no task is
-created, and the cost over a plain ``await`` is about a microsecond.
+cancel that lands at the very moment of the cut is taken as the cut's).  The attempt runs
+in the caller's task (no task is created), and the timer, one ``loop.call_later``
+handle, is armed only once the attempt suspends, so an attempt that returns at once
+costs well under a microsecond more than a plain ``await`` (``bench/timeouts.py``).
 
 Sync attempts are in [`opero.core.sync_timeouts`][opero.core.sync_timeouts] (run on
 a worker thread and abandoned at the timeout); `call_within` and `TimeoutRunner` are
@@ -21,11 +22,12 @@ timeout in real seconds too, and virtual time then reads the attempt's end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, final
+import types
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar, cast, final
 
 from opero.core import clock as _clock
-from opero.core.deadline import attempt_bound
+from opero.core.deadline import _attempt_end
 from opero.core.sync_timeouts import (
     DEFAULT_BOUND,
     TimeoutRunner,
@@ -88,6 +90,7 @@ class _Cut:
 
 
 _COUNTS_CANCELS = hasattr(asyncio.Task, "uncancel")
+_CoroutineType = types.CoroutineType
 
 
 async def acall_within(
@@ -100,22 +103,49 @@ async def acall_within(
 
     A cancellation from outside propagates as ``CancelledError``.  The attempt sees
     its end through `opero.remaining()`.  ``seconds <= 0`` starts nothing.
+
+    The timer is armed only if the attempt suspends: its first step runs here, and an
+    attempt that returns without waiting (a cache of its own, a fast path) pays for
+    no timer at all.  A first step cannot be cut in any case (nothing can interrupt
+    code that does not await), so the cut it would have had happens at its first wait.
     """
     if not seconds > 0:
         raise timed_out(seconds)
+    until = _clock.now() + seconds
+    # enter_bound/leave_bound, inlined: this is the whole cost of an attempt that
+    # returns at once.
+    outer = _attempt_end.get()
+    token = None if outer is not None and outer <= until else _attempt_end.set(until)
+    try:
+        awaitable = fn(*args, **kwargs)
+        steps: Any = awaitable if type(awaitable) is _CoroutineType else awaitable.__await__()
+        try:
+            pending = steps.send(None)
+        except StopIteration as stop:
+            return cast("T", stop.value)
+        return cast("T", await _suspended(steps, pending, until, seconds))
+    finally:
+        if token is not None:
+            _attempt_end.reset(token)
+
+
+async def _suspended(steps: Any, pending: Any, until: float, seconds: float) -> Any:
+    """The rest of an attempt that suspended: armed with the cut, awaited to its end."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - a coroutine driven by hand, outside any task
         msg = "acall_within must run inside an asyncio task"
         raise RuntimeError(msg)
     cut = _Cut(loop, task)
-    until = _clock.now() + seconds
     timers = virtual_timers()
-    virtual = None if timers is None else timers(until, cut.from_any_thread)
-    real = loop.call_later(seconds, cut if virtual is None else virtual.fire)
+    if timers is None:
+        virtual = None
+        real = loop.call_later(until - _clock.now(), cut)
+    else:  # cut in virtual time, or after the timeout in real time if blocked for real
+        virtual = timers(until, cut.from_any_thread)
+        real = loop.call_later(seconds, virtual.fire)
     try:
-        with attempt_bound(until):
-            return await fn(*args, **kwargs)
+        return await _resume(steps, pending)
     except asyncio.CancelledError as error:
         if cut.fired and cut.settle():
             raise timed_out(seconds) from error
@@ -126,3 +156,28 @@ async def acall_within(
             virtual.cancel()
         if cut.fired:
             cut.settle()  # the attempt swallowed the cancel: the task's count stays right
+
+
+@types.coroutine
+def _resume(steps: Any, pending: Any) -> Generator[Any, Any, Any]:
+    """Go on awaiting ``steps``, already started and now waiting on ``pending``.
+
+    The same as the ``await`` it replaces: what the task sends or throws in (its cancel)
+    is passed on, and what the attempt yields goes out to the task.
+    """
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as thrown:
+            try:
+                pending = steps.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            pending = steps.send(sent)
+        except StopIteration as stop:
+            return stop.value
