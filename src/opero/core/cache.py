@@ -28,7 +28,8 @@ from opero.core.keys import freeze, ignored_names, key_function
 from opero.core.memory_cache import MemoryCache
 from opero.core.sentinels import MISSING, NO_KEY
 from opero.core.serialize import Codec
-from opero.core.store_cache import StoreCache, accept_keys, open_backend
+from opero.core.store_cache import StoreCache
+from opero.core.stores import accept_keys, open_backend
 from opero.exceptions import ConfigurationError
 
 __all__ = [

@@ -18,9 +18,9 @@ from collections.abc import Callable, Hashable
 from typing import Any, final
 
 from opero.core.backends.memory import MemoryBackend
+from opero.core.cache_base import CacheBase
 from opero.core.key_report import KeyReport
 from opero.core.keys import KeyFunction, Keys, freeze
-from opero.core.owned import Owned
 from opero.core.sentinels import MISSING, NO_KEY
 
 __all__ = ["MemoryCache"]
@@ -51,7 +51,7 @@ def _instance_ended(watcher: _SelfRef) -> None:
 
 
 @final
-class MemoryCache(Owned):
+class MemoryCache(CacheBase):
     """One decorated function's in-memory cache: keys, an LRU store, and failure handling.
 
     A cache that fails never fails the call: a key, read or write error is

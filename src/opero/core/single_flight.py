@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from opero.core.cache_step import Compute
     from opero.core.stats import Counters
 
-__all__ = ["AsyncSingleFlight", "SingleFlight"]
+__all__ = ["AsyncSingleFlight", "FlightTable", "SingleFlight"]
 
 #: The flights this thread or task is leading, as ``(id(single_flight), key)``.
 _leading: ContextVar[frozenset[tuple[int, Hashable]]] = ContextVar(
@@ -41,15 +41,64 @@ _RETRY: Any = object()
 
 
 @final
-class _Flight:
+class Flight:
     """One computation that concurrent callers of the same key wait for."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "followers", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.value: Any = MISSING
         self.error: BaseException | None = None
+        #: Callers told the outcome when it lands instead of waiting for it (a map's
+        #: duplicate items, by index).
+        self.followers: list[Any] = []
+
+
+@final
+class FlightTable:
+    """Which keys are being computed: single-flight's bookkeeping, with no waiting in it.
+
+    ``join`` says whether the caller leads ``key``'s flight or follows one in
+    progress; the leader lands it (``land``) with a value, an error (shared with the
+    followers, never cached) or nothing (interrupted: the followers try
+    again).  ``SingleFlight`` waits on it for threads; a process or Dask map's
+    parent follows without waiting, a batch at a time (``ParentCache``).
+    """
+
+    __slots__ = ("_flights", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = forksafe.lock()
+        self._flights: dict[Hashable, Flight] = {}
+
+    def join(self, key: Hashable) -> tuple[bool, Flight]:
+        """``(leads, flight)``: a new flight this caller leads, or the one in progress."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = Flight()
+                return True, flight
+        return False, flight
+
+    def land(
+        self,
+        key: Hashable,
+        flight: Flight,
+        value: Any = _RETRY,
+        error: BaseException | None = None,
+    ) -> Flight:
+        """End ``flight`` with its outcome and wake its waiters; ``flight`` back."""
+        flight.value, flight.error = value, error
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.done.set()
+        return flight
+
+    def forget(self) -> None:
+        """Drop every flight (a forked child has none of its parent's leaders)."""
+        self._flights.clear()
 
 
 def _lead(job: Compute, mark: tuple[int, Hashable]) -> tuple[bool, Any]:
@@ -77,11 +126,10 @@ class SingleFlight:
     cached).
     """
 
-    __slots__ = ("__weakref__", "_flights", "_lock", "counters")
+    __slots__ = ("__weakref__", "counters", "table")
 
     def __init__(self, counters: Counters) -> None:
-        self._lock = forksafe.lock()
-        self._flights: dict[Hashable, _Flight] = {}
+        self.table = FlightTable()
         #: Where a waiter that got no value is counted (``unserved``, ``failures``).
         self.counters = counters
         # A forked child has none of its parent's leaders: nobody would finish their flights.
@@ -89,17 +137,13 @@ class SingleFlight:
 
     def run(self, job: Compute) -> Any:
         """``job``'s value: computed by this thread, or by another (then counted as a hit)."""
-        key = job.key
+        key, table = job.key, self.table
         mark = (id(self), key)
         if mark in _leading.get():
             return job()  # re-entrant: the outer computation stores the value
         while True:
-            with self._lock:
-                flight = self._flights.get(key)
-                leader = flight is None
-                if flight is None:
-                    flight = self._flights[key] = _Flight()
-            if leader:
+            leads, flight = table.join(key)
+            if leads:
                 break
             try:
                 flight.done.wait()
@@ -112,22 +156,22 @@ class SingleFlight:
                     raise flight.error
                 return job.step.hit(flight.value)
         try:
-            computed, flight.value = _lead(job, mark)
-            return flight.value if computed else job.step.hit(flight.value)
+            computed, value = _lead(job, mark)
         except Exception as exc:
-            flight.error = exc
+            table.land(key, flight, None, exc)
             raise
         except BaseException:
-            flight.value = _RETRY
+            table.land(key, flight)  # interrupted: the waiters try again
             raise
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
+        table.land(key, flight, value)
+        return value if computed else job.step.hit(value)
 
 
 def _forget_flights(flights: SingleFlight | AsyncSingleFlight) -> None:
-    flights._flights.clear()
+    if isinstance(flights, SingleFlight):
+        flights.table.forget()
+    else:
+        flights._flights.clear()
 
 
 def _count_shared_error(counters: Counters, error: BaseException) -> None:
