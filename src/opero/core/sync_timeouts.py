@@ -99,7 +99,7 @@ def virtual_timers() -> Callable[[float, Callable[[], None]], VirtualTimer] | No
 
 def timed_out(seconds: float) -> TimeoutError:
     """The error of an attempt cut or abandoned after ``seconds`` (no argument values)."""
-    return TimeoutError(f"attempt timed out after {seconds:g}s")
+    return TimeoutError(f"attempt timed out after {seconds:.3g}s")
 
 
 @final
@@ -186,7 +186,7 @@ class TimeoutRunner:
                 return
         msg = (
             f"attempt not started: {self._bound} abandoned attempts of {self._name} are still "
-            f"running and none ended within the {seconds:g}s timeout"
+            f"running and none ended within the {seconds:.3g}s timeout"
         )
         raise TimeoutError(msg)
 
