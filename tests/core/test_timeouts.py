@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from opero import ConfigurationError
+from opero import AllFailedError, ConfigurationError, opero
 from opero.core.deadline import attempt_bound, remaining
 from opero.core.timeouts import TimeoutRunner, acall_within, call_within, runner_for
 from opero.testing import FakeClock
@@ -453,3 +453,58 @@ def test_an_attempt_that_suspends_many_times_gets_what_it_awaited(clock: FakeClo
         assert isinstance(info.value.__cause__, asyncio.CancelledError)
 
     asyncio.run(main())
+
+
+# -- through @opero(attempt_timeout=) ----------------------------------------------------
+
+
+def test_opero_attempt_timeout_sync_against_a_hanging_server(hanging_url: str) -> None:
+    @opero(retries=1, attempt_timeout=0.2, min_delay=0.01, max_delay=0.01)
+    def fetch() -> int:
+        with urllib.request.urlopen(hanging_url) as response:
+            return int(response.status)
+
+    began = time.monotonic()
+    with pytest.raises(AllFailedError) as info:
+        fetch()
+    assert 0.4 <= time.monotonic() - began < 1.0
+    assert [type(e) for e in info.value.errors] == [TimeoutError, TimeoutError]
+
+
+def test_opero_attempt_timeout_async_against_a_hanging_server(hanging_url: str) -> None:
+    @opero(retries=1, attempt_timeout=0.2, min_delay=0.01, max_delay=0.01)
+    async def fetch() -> int:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(hanging_url, timeout=30)).status_code
+
+    began = time.monotonic()
+    with pytest.raises(AllFailedError) as info:
+        asyncio.run(fetch())
+    assert 0.4 <= time.monotonic() - began < 1.0
+    assert [type(e) for e in info.value.errors] == [TimeoutError, TimeoutError]
+
+
+def test_opero_attempt_timeout_cuts_at_exactly_the_timeout_on_the_fake_clock(
+    clock: FakeClock,
+) -> None:
+    starts: list[float] = []
+
+    @opero(retries=2, attempt_timeout=1.0, min_delay=0.5, backoff_factor=1, jitter=False)
+    async def slow() -> None:
+        starts.append(clock.now())
+        await clock.async_sleep(30)
+
+    @opero(retries=2, attempt_timeout=1.0, min_delay=0.5, backoff_factor=1, jitter=False)
+    def sync_slow() -> None:
+        starts.append(clock.now())
+        clock.sleep(30)
+
+    with pytest.raises(AllFailedError):
+        asyncio.run(slow())
+    assert starts == [1000.0, 1001.5, 1003.0]
+    assert clock.now() == 1004.0
+    starts.clear()
+    with pytest.raises(AllFailedError):
+        sync_slow()
+    assert starts == [1004.0, 1005.5, 1007.0]
+    assert clock.now() == 1008.0
