@@ -276,3 +276,38 @@ def test_async_attempt_timeout_alone_keeps_rate_slots_and_pauses(clock: FakeCloc
 
     asyncio.run(main())
     assert starts == [1000.0, 1000.5, 1001.0, 1001.0, 1008.0]
+
+
+def test_no_retry_is_announced_that_the_deadline_does_not_allow(
+    clock: FakeClock, shell: Shell
+) -> None:
+    announced: list[int] = []
+
+    def body() -> None:
+        raise ConnectionError("down")
+
+    f = opero.opero(
+        retries=5,
+        min_delay=4,
+        backoff_factor=2,
+        deadline=10,
+        on_retry=lambda error, attempt: announced.append(attempt),
+    )(shell.fn(body))
+    with pytest.raises(DeadlineExceeded):
+        shell.call(f)
+    assert announced == [1]  # the second retry's 8 s wait never started
+    assert f.statistics().retries == 1
+
+
+def test_a_call_refused_its_rate_slot_by_the_deadline_is_still_a_call(
+    clock: FakeClock, shell: Shell
+) -> None:
+    def body() -> str:
+        return "ok"
+
+    f = opero.opero(rate_limit=0.1, deadline=5)(shell.fn(body))
+    shell.call(f)
+    with pytest.raises(DeadlineExceeded):
+        shell.call(f)
+    stats = f.statistics()
+    assert (stats.calls, stats.attempts, stats.failures) == (2, 1, 1)

@@ -83,11 +83,7 @@ def recover(
             else p.routing.route(error)
         )
         if not (to_fallback or to_retry):
-            if isinstance(error, Exception):  # interrupts are not the function's failures
-                p.non_retryable(error)
-                if callbacks.on_failure is not None:
-                    yield Fire(callbacks.on_failure, error)
-            yield End(error=error)
+            yield from _propagate(p, error)
             return
         delay, asked = run.failed(error, to_fallback=to_fallback, to_retry=to_retry)
         if asked is not None and candidates is None:
@@ -95,9 +91,16 @@ def recover(
         if delay is None:
             yield from _fail(p, run.give_up(), error)
             return
+        if delay and not run.fits(delay):  # checked before on_retry announces the retry
+            yield from _fail(p, run.expired(), error)
+            return
         if run.index == 0 and callbacks.on_retry is not None:
             yield Fire(callbacks.on_retry, error, run.attempt - 1)
-        ok, outcome = yield (yield from _start(p, run, delay, *run.next_args()))
+        step = yield from _start(p, run, delay, *run.next_args())
+        if step is None:
+            yield from _fail(p, run.expired(), error)
+            return
+        ok, outcome = yield step
         if ok:
             rejected = yield from _rejected(p, run, outcome)
             if rejected is None:
@@ -120,6 +123,10 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     except BaseException:
         next(p.counters.unserved)
         raise
+    if step is None:  # the first rate slot is past the deadline: the function never ran
+        next(p.counters.unserved)
+        yield from _fail(p, run.expired(), None)
+        return
     next(p.counters.entries)
     ok, outcome = yield step
     if ok:
@@ -139,26 +146,23 @@ def _start(
     kwargs: dict[str, Any],
     *,
     first: bool = False,
-) -> Any:  # a sub-flow whose value is the next Call
+) -> Any:  # a sub-flow whose value is the next Call, or None: past the deadline
     """Wait ``delay``, take a rate slot, then the `Call` to yield; each wait within the deadline.
 
     The slot is booked with the call's own arguments (a ``per_args`` scope), after
-    the backoff, so the start it books is the one that happens.
+    the backoff, so the start it books is the one that happens.  None when a wait
+    would end past the deadline (it is not started) or the deadline has passed.
     """
     if delay:
-        if not run.fits(delay):
-            yield from _fail(p, run.expired(), None)
         yield Wait(delay, p.counters)
     if first or p.per_attempt or p.limiter is None:
         rate_wait = yield Reserve(p, run.args, run.kwargs)
         if rate_wait > 0:
             if not run.fits(rate_wait):
-                yield from _fail(p, run.expired(), None)
+                return None
             yield Wait(rate_wait, p.counters)
     step = run.call(args, kwargs)
-    if step is None:
-        yield from _fail(p, run.expired(), None)
-    if not first:
+    if step is not None and not first:
         run.count_start()
     return step
 
@@ -170,6 +174,15 @@ def _rejected(p: Pipeline, run: Run, result: Any) -> Any:  # a sub-flow: the err
         return None
     verdict = yield Check(check, result)
     return run.rejected(result) if verdict else None
+
+
+def _propagate(p: Pipeline, error: BaseException) -> Flow:
+    """End the call with ``error`` itself: no setting routes it (or it is an interrupt)."""
+    if isinstance(error, Exception):  # interrupts are not the function's failures
+        p.non_retryable(error)
+        if p.callbacks.on_failure is not None:
+            yield Fire(p.callbacks.on_failure, error)
+    yield End(error=error)
 
 
 def _succeed(p: Pipeline, result: Any) -> Flow:
