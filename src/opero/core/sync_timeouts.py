@@ -30,14 +30,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast, final
 
 from opero.core import clock as _clock
 from opero.core import forksafe
-from opero.core.attempt_threads import run_on_a_thread
-from opero.core.deadline import attempt_bound
+from opero.core.attempt_threads import ThreadAttempt, run_on_a_thread, sleep_end
 from opero.core.validate import integer
 
 __all__ = [
@@ -67,26 +65,6 @@ class VirtualTimer(Protocol):
 
     def fire(self) -> None:
         """Move virtual time to the timer's time if it is earlier, and run it (once)."""
-
-
-#: The sync attempt this thread runs, so a virtual clock's sleep stops at its end.
-_worker_attempt: ContextVar[_Attempt | None] = ContextVar("opero_worker_attempt", default=None)
-
-
-def sleep_end(now: float, target: float) -> float:
-    """Where a virtual clock's sleep from ``now`` until ``target`` ends in this context.
-
-    ``target``, except in a sync attempt run by `TimeoutRunner`: it stops at the
-    attempt's end (where the caller stops waiting), and an abandoned attempt's sleeps
-    move time no further.  Real time would go on for the abandoned thread, but virtual
-    time is shared, and the caller's retries must see the clock at the cut.
-    """
-    attempt = _worker_attempt.get()
-    if attempt is None:
-        return target
-    if attempt.abandoned:
-        return now
-    return max(now, min(target, attempt.until))
 
 
 def virtual_timers() -> Callable[[float, Callable[[], None]], VirtualTimer] | None:
@@ -160,7 +138,7 @@ class TimeoutRunner:
         if not seconds > 0:
             raise timed_out(seconds)
         stop = time.monotonic() + seconds
-        attempt = _Attempt(self, _clock.now() + seconds)
+        attempt = ThreadAttempt(self, _clock.now() + seconds)
         if self._abandoned >= self._bound:
             self._wait_for_a_slot(stop, seconds)
         timers = virtual_timers()
@@ -176,7 +154,9 @@ class TimeoutRunner:
             if timer is not None:
                 timer.cancel()
         attempt.abandon()
-        return cast("T", attempt.outcome(seconds))
+        if attempt.abandoned:
+            raise timed_out(seconds)
+        return cast("T", attempt.outcome())
 
     def _wait_for_a_slot(self, stop: float, seconds: float) -> None:
         with self._freed:
@@ -213,64 +193,6 @@ class TimeoutRunner:
             self._bound,
             self._name,
         )
-
-
-@final
-class _Attempt:
-    """One sync attempt on its worker thread: its end, its outcome, whether abandoned."""
-
-    __slots__ = ("_lock", "_runner", "abandoned", "done", "error", "finished", "until", "value")
-
-    def __init__(self, runner: TimeoutRunner, until: float) -> None:
-        self._runner = runner
-        self._lock = threading.Lock()
-        self.until = until
-        self.done = threading.Event()
-        self.finished = self.abandoned = False
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def run(
-        self, fn: Callable[..., object], args: tuple[Any, ...], kwargs: Mapping[str, Any]
-    ) -> None:
-        """On the worker thread, inside a copy of the caller's context: call, keep the outcome."""
-        _worker_attempt.set(self)
-        try:
-            with attempt_bound(self.until):
-                value = fn(*args, **kwargs)
-        except BaseException as error:
-            self._finish(None, error)
-        else:
-            self._finish(value, None)
-
-    def _finish(self, value: object, error: BaseException | None) -> None:
-        with self._lock:
-            self.finished = True
-            if self.abandoned:  # the caller has gone: the outcome is dropped
-                self._runner._release()
-                return
-            self.value, self.error = value, error
-        self.done.set()
-
-    def abandon(self) -> None:
-        """The caller stops waiting (idempotent; nothing happens once the attempt ended)."""
-        with self._lock:
-            if self.finished or self.abandoned:
-                return
-            self.abandoned = True
-            reached = self._runner._hold()
-        self.done.set()
-        if reached:
-            self._runner._warn()
-
-    def outcome(self, seconds: float) -> Any:
-        """The attempt's value; its error raised; ``TimeoutError`` if it was abandoned."""
-        if self.abandoned:
-            raise timed_out(seconds)
-        error, self.error = self.error, None
-        if error is not None:
-            raise error
-        return self.value
 
 
 #: Each function's runner, for callers that hold none of their own; weak, so a
