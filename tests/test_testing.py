@@ -294,3 +294,23 @@ def test_async_attempt_timeout_cuts_at_exactly_the_timeout_on_the_fake_clock() -
         asyncio.run(main())
         assert clock.now() == 51.0
         assert time.monotonic() - started < 0.5
+
+
+def test_asyncio_sleep_patched_with_the_fake_clock_is_cut_at_exactly_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opero.core.timeouts import acall_within  # noqa: PLC0415 - the feature under test
+
+    async def attempt() -> None:
+        await asyncio.sleep(30)  # the user's code, unaware of opero's clock
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await acall_within(attempt, (), {}, 1.0)
+
+    with FakeClock(start=50.0) as clock:
+        monkeypatch.setattr(asyncio, "sleep", clock.async_sleep)
+        asyncio.run(main())
+        monkeypatch.undo()
+        assert clock.now() == 51.0
+        assert clock.sleeps == [30.0]

@@ -39,6 +39,10 @@ __all__ = ["FakeClock", "no_waits", "use_clock"]
 
 use_clock = _clock.using
 
+#: ``asyncio.sleep`` as it was at import: a test may patch ``asyncio.sleep`` with
+#: ``FakeClock.async_sleep``, which must not then call itself to pass the loop a turn.
+_pass_turn = asyncio.sleep
+
 #: Where FakeClock's wall time starts: 2026-01-01T00:00:00Z, so stored expiry times look real.
 _EPOCH = 1_767_225_600.0
 
@@ -110,7 +114,7 @@ class FakeClock:
             target = self._now + max(0.0, seconds)
             self._pending[token] = target
         try:
-            await asyncio.sleep(0)  # let tasks started together register first
+            await _pass_turn(0)  # let tasks started together register first
             while True:
                 with self._lock:
                     first = min(self._pending, key=self._pending.__getitem__)
@@ -123,7 +127,7 @@ class FakeClock:
                         self._now = max(self._now, timer.when)
                 if timer is not None:
                     timer.callback()
-                await asyncio.sleep(0)
+                await _pass_turn(0)
         finally:
             with self._lock:
                 del self._pending[token]
