@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["NOT_STARTED", "Batch", "Chunk", "failed_batch"]
+__all__ = ["NOT_STARTED", "Batch", "Chunk", "failed_batch", "pool_failure"]
 
 #: Work sent out: ``(indices, items)``; the indices ascend (a ``range`` for fresh input).
 Chunk = tuple[Sequence[int], list[Any]]
@@ -24,3 +24,11 @@ NOT_STARTED = "not started: should_process said stop"
 def failed_batch(indices: Sequence[int], error: Callable[[], BaseException]) -> Batch:
     """A batch in which every item failed, each with its own ``error()``."""
     return (indices, [error() for _ in indices], list(range(len(indices))))
+
+
+def pool_failure(indices: Sequence[int], error: Exception) -> Batch:
+    """The batch of a chunk that the pool itself failed (e.g. could not pickle the arguments)."""
+    from opero.exceptions import ConcurrencyError  # noqa: PLC0415 - chunks.py imports nothing
+
+    problem = f"the pool could not run this item ({type(error).__name__}: {error})"
+    return failed_batch(indices, lambda: ConcurrencyError(problem))

@@ -49,11 +49,17 @@ class Collector:
             for index, value in zip(indices, values, strict=True):
                 self.buffer[index] = [value]
         self.waiting_count += len(values)
-        out: list[Any] = []
-        while self.next_index in self.buffer:
-            run = self.buffer.pop(self.next_index)
-            out.extend(run)
-            self.next_index += len(run)
+        buffer = self.buffer
+        out = buffer.pop(self.next_index, None)
+        if out is None:
+            return []
+        self.next_index += len(out)
+        if self.next_index in buffer:  # a run that waited behind this one: join them
+            out = out.copy()
+            while self.next_index in buffer:
+                run = buffer.pop(self.next_index)
+                out.extend(run)
+                self.next_index += len(run)
         self.waiting_count -= len(out)
         return out
 

@@ -22,7 +22,30 @@ if TYPE_CHECKING:
     from opero.concurrency.chunks import Batch
     from opero.concurrency.submit import Submitter
 
-__all__ = ["iterate"]
+__all__ = ["iterate", "map_all"]
+
+
+def map_all(
+    plan: MapPlan,
+    items: Iterable[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    ordered: bool,
+) -> list[Any]:
+    """``f(items)``: one entry per item, result or exception, as one list.
+
+    A list in thread mode takes the fast path (``thread_list.py``); every
+    other map runs the general loop.
+    """
+    from opero.concurrency import thread_list  # noqa: PLC0415 - with the first map
+
+    if thread_list.serves(items, plan, ordered=ordered):
+        return thread_list.map_list(plan, items, args, kwargs)
+    results: list[Any] = []
+    for batch in iterate(plan, items, args, kwargs, ordered=ordered, eager=True):
+        results.extend(batch)
+    return results
 
 
 def iterate(
@@ -59,6 +82,7 @@ def iterate(
         parent=parent,
         backlog=collector.waiting,  # behind a slow early item, stop reading ahead
         cancel=cancel,
+        patient=eager and collector.meter is None,
     )
     try:
         for batch in run.batches(items):

@@ -24,7 +24,7 @@ from opero.exceptions import CancelledItemError
 if TYPE_CHECKING:
     from opero.core.shell import Shell
 
-__all__ = ["run_async_chunk", "run_sync_chunk"]
+__all__ = ["Pace", "run_async_chunk", "run_sync_chunk"]
 
 #: A chunk's outcomes: ``(values, failed positions)``, each exception in its item's slot.
 Outcomes = tuple[list[Any], list[int]]
@@ -34,37 +34,95 @@ Outcomes = tuple[list[Any], list[int]]
 _SLICE_SECONDS = 0.002
 
 
+class Pace:
+    """The slice size a map's chunks have learned, so each chunk does not learn it again.
+
+    A chunk starts its slices at the size the map's earlier chunks ended with
+    (shared by the map's threads; a lost update only costs a re-learn), so a
+    map of trivial items pays one slice per chunk instead of five, and a slice
+    stays about ``8 x _SLICE_SECONDS`` long at the pace of the map's items so far.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 1
+
+
 def run_sync_chunk(
     shell: Shell,
     items: list[Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     stop: threading.Event | None = None,
+    *,
+    should_process: Callable[[], object] | None = None,
+    on_start: Callable[[int], object] | None = None,
+    pace: Pace | None = None,
 ) -> tuple[list[Any], list[int], int]:
     """The chunk's ``(values, failed positions)``, and how many items ran the plain function.
 
     Those items passed no counter of the pipeline (the caller counts them, in
-    one step).  Once ``stop`` is set the items not yet started come back as
-    ``CancelledItemError``.
+    one step).  Once ``stop`` is set, or ``should_process()`` returns false (which
+    then sets ``stop`` for the map's other chunks too), the items not yet
+    started come back as ``CancelledItemError``.  ``on_start(position)`` is
+    called as each item starts (a thread map with a timeout notes the time).
+    ``pace``: the map's learned slice size (see `Pace`); without it a chunk
+    starts at one item.
     """
     direct, resume = shell.direct, shell.resume
-    if direct is None or resume is None:
-        return (*_run_each(shell.call, items, args, kwargs, stop), 0)
-    one = direct if not args and not kwargs else functools.partial(_call_with, direct, args, kwargs)
+    if direct is not None and resume is not None and should_process is None and on_start is None:
+        one = functools.partial(_call_with, direct, args, kwargs) if args or kwargs else direct
+        return _run_plain(one, resume, items, args, kwargs, stop=stop, pace=pace or Pace())
+    # The per-item loop (the one place it is written): each item through the whole call.
+    call = shell.call
+    values: list[Any] = []
+    failed: list[int] = []
+    for position, item in enumerate(items):
+        if (stop is not None and stop.is_set()) or (
+            should_process is not None and not should_process()
+        ):
+            if stop is not None:
+                stop.set()  # the map's other chunks stop without asking again
+            _cancel_rest(values, failed, len(items))
+            break
+        if on_start is not None:
+            on_start(position)
+        try:
+            values.append(call(item, *args, **kwargs))
+        except Exception as exc:
+            values.append(exc)
+            failed.append(position)
+    return values, failed, 0
+
+
+def _run_plain(
+    one: Callable[[Any], Any],
+    resume: Callable[[BaseException, tuple[Any, ...], dict[str, Any]], Any],
+    items: list[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    stop: threading.Event | None,
+    pace: Pace,
+) -> tuple[list[Any], list[int], int]:
+    """The fast path: the items through ``one`` with C ``map``, slice by slice; an item that
+    raises continues in the pipeline's failure path (``resume``), the rest go on in C."""
     values: list[Any] = []
     failed: list[int] = []
     plain = 0  # items that went through ``one`` alone
     remaining = iter(items)
-    size = len(items) if stop is None else 1
-    while len(values) < len(items):
+    total = len(items)
+    size = total if stop is None else pace.size
+    while len(values) < total:
         if stop is not None and stop.is_set():
-            _cancel_rest(values, failed, len(items))
+            _cancel_rest(values, failed, total)
             break
         began, before = time.perf_counter(), len(values)
         try:
             # extend keeps what came before an error (CPython), so the item that
             # raised sits at len(values), and ``remaining`` is just past it.
-            left = len(items) - len(values)
+            left = total - before
             values.extend(
                 map(one, remaining if size >= left else itertools.islice(remaining, size))
             )
@@ -84,6 +142,8 @@ def run_sync_chunk(
         if stop is not None:  # slices of at most ~8 x _SLICE_SECONDS, or one item
             took = time.perf_counter() - began
             size = size * 8 if took < _SLICE_SECONDS else max(1, size // 2)
+    if stop is not None:
+        pace.size = size
     return values, failed, plain
 
 
@@ -97,27 +157,6 @@ def _call_with(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], item: Any
 ) -> Any:
     return func(item, *args, **kwargs)
-
-
-def _run_each(
-    call: Callable[..., Any],
-    items: list[Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    stop: threading.Event | None,
-) -> Outcomes:
-    values: list[Any] = []
-    failed: list[int] = []
-    for position, item in enumerate(items):
-        if stop is not None and stop.is_set():
-            _cancel_rest(values, failed, len(items))
-            break
-        try:
-            values.append(call(item, *args, **kwargs))
-        except Exception as exc:
-            values.append(exc)
-            failed.append(position)
-    return values, failed
 
 
 async def run_async_chunk(

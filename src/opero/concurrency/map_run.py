@@ -14,11 +14,11 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
 
-from opero.concurrency.chunks import NOT_STARTED, Batch, Chunk, failed_batch
-from opero.exceptions import CancelledItemError, ConcurrencyError
+from opero.concurrency.chunks import NOT_STARTED, Batch, Chunk, failed_batch, pool_failure
+from opero.exceptions import CancelledItemError, ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
     from opero.concurrency.parent import ParentSide
@@ -45,6 +45,7 @@ class MapRun:
         parent: ParentSide | None = None,
         backlog: Callable[[], int] = lambda: 0,
         cancel: threading.Event | None = None,
+        patient: bool = False,
     ) -> None:
         self.submitter = submitter
         #: Outcomes to hand out, in the order they became known (shared with the submitter's
@@ -61,6 +62,8 @@ class MapRun:
         self.backlog_limit = limit * size
         #: Set from another thread to stop the map (async_process cancellation).
         self.cancel = cancel
+        #: The caller takes the results only at the end and shows no progress (``f(items)``).
+        self.patient = patient
         self.in_flight: dict[Future[Any], Chunk] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
         self.deaths: dict[int, int] = {}
@@ -69,7 +72,8 @@ class MapRun:
 
     def batches(self, source: Iterable[Any]) -> Iterator[Batch]:
         """The map's batches as they come, reading ``source`` only as far as it must."""
-        read = _reader(source, self.size)
+        reader = _Reader(source, self.size)
+        read = reader.read
         exhausted = False
         while True:
             while (
@@ -95,12 +99,19 @@ class MapRun:
                 if exhausted and not self.suspects:
                     return
                 continue
+            exhausted = exhausted or reader.done()
+            # A patient caller wants nothing before the end: once every item is sent,
+            # wake once for the lot, not once per chunk (a thread map's main cost).
+            everything = self.patient and exhausted and not self.suspects
             done, _ = wait(
-                list(self.in_flight), timeout=self._wait_time(), return_when=FIRST_COMPLETED
+                list(self.in_flight),
+                timeout=self._wait_time(),
+                return_when=ALL_COMPLETED if everything else FIRST_COMPLETED,
             )
             if self.cancel is not None and self.cancel.is_set():
                 raise MapCancelledError
-            for future in done:
+            # In the order sent (a set has none), so ordered runs need no reordering.
+            for future in [future for future in self.in_flight if future in done]:
                 self._collect(future)
             self._expire()
             yield from self._drain()  # hand results out before reading further input
@@ -147,9 +158,7 @@ class MapRun:
             if lost is not None:
                 self._lost(chunk, lost)
                 return
-            # The pool itself failed (e.g. could not pickle the arguments).
-            problem = f"the pool could not run this item ({type(exc).__name__}: {exc})"
-            self.ready.append(failed_batch(indices, lambda: ConcurrencyError(problem)))
+            self.ready.append(pool_failure(indices, exc))
             return
         if self.parent is not None:
             self.parent.settle(items, values, failed)
@@ -189,7 +198,7 @@ class MapRun:
         message = f"item did not finish within {timeout} s"
         for future in expired:
             indices, _ = self.in_flight.pop(future)
-            self.ready.append(failed_batch(indices, lambda: TimeoutError(message)))
+            self.ready.append(failed_batch(indices, lambda: DeadlineExceeded(message)))
         for chunk in [self.in_flight.pop(future) for future in again]:
             self._submit(chunk)
 
@@ -199,19 +208,30 @@ class MapRun:
         self.in_flight.clear()
 
 
-def _reader(source: Iterable[Any], size: int) -> Callable[[], list[Any]]:
-    """Reads the next chunk of ``source``: a slice of a list or tuple (a copy in C), else
-    ``size`` items from its iterator."""
-    if type(source) is list or type(source) is tuple:
-        items = source
-        position = 0
+class _Reader:
+    """Reads ``source`` a chunk at a time: slices of a list or tuple (a copy in C), else
+    ``size`` items from its iterator; a list or tuple also says when it is used up."""
 
-        def read() -> list[Any]:
-            nonlocal position
-            chunk = items[position : position + size]
-            position += len(chunk)
-            return chunk if type(chunk) is list else list(chunk)
+    __slots__ = ("items", "iterator", "position", "size")
 
-        return read
-    iterator = iter(source)
-    return lambda: list(itertools.islice(iterator, size))
+    def __init__(self, source: Iterable[Any], size: int) -> None:
+        self.size = size
+        self.position = 0
+        self.items: list[Any] | tuple[Any, ...] | None = None
+        self.iterator: Iterator[Any] | None = None
+        if type(source) is list or type(source) is tuple:
+            self.items = source
+        else:
+            self.iterator = iter(source)
+
+    def read(self) -> list[Any]:
+        items = self.items
+        if items is None:
+            return list(itertools.islice(self.iterator or (), self.size))
+        chunk = items[self.position : self.position + self.size]
+        self.position += len(chunk)
+        return chunk if type(chunk) is list else list(chunk)
+
+    def done(self) -> bool:
+        """Known to be used up (an iterator is known only once a read came back empty)."""
+        return self.items is not None and self.position >= len(self.items)

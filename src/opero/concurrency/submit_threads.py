@@ -7,16 +7,16 @@ and a timed-out item keeps its thread until it returns.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from opero.concurrency.chunks import NOT_STARTED, Chunk
-from opero.concurrency.items import run_sync_chunk
+from opero.concurrency.chunks import Chunk
+from opero.concurrency.items import Pace, run_sync_chunk
 from opero.concurrency.pool import thread_pool
-from opero.exceptions import CancelledItemError
 
 if TYPE_CHECKING:
     from opero.concurrency.plan import MapPlan
@@ -30,7 +30,16 @@ __all__ = ["ThreadJob", "ThreadSubmitter"]
 class ThreadJob:
     """One map's per-item call in pool threads: runs chunks, notes start times for deadlines."""
 
-    __slots__ = ("args", "counters", "kwargs", "shell", "should_process", "started", "stop")
+    __slots__ = (
+        "args",
+        "counters",
+        "kwargs",
+        "pace",
+        "shell",
+        "should_process",
+        "started",
+        "stop",
+    )
 
     def __init__(
         self,
@@ -52,41 +61,34 @@ class ThreadJob:
         self.stop = threading.Event()
         #: When each item began (only with a timeout: deadlines count from the start).
         self.started: dict[int, float] | None = {} if track_start else None
+        #: The fast path's slice size, learned by this map's earlier chunks.
+        self.pace = Pace()
 
     def run(self, indices: Sequence[int], items: list[Any]) -> tuple[list[Any], list[int]]:
         """Run the chunk's items one after another: ``(values, failed positions)``."""
-        if self.should_process is None and self.started is None:
-            plain = 0
-            try:
-                values, failed, plain = run_sync_chunk(
-                    self.shell, items, self.args, self.kwargs, self.stop
-                )
-            finally:  # the fast path's calls passed no counter: count them here, once
-                if plain:
-                    self.counters.add_entries(plain)
-            return values, failed
-        return self._run_each(indices, items)
-
-    def _run_each(self, indices: Sequence[int], items: list[Any]) -> tuple[list[Any], list[int]]:
-        """Item by item: ``should_process`` before each one, or its start time noted."""
-        values: list[Any] = []
-        failed: list[int] = []
-        call, args, kwargs = self.shell.call, self.args, self.kwargs
-        should_process, started = self.should_process, self.started
-        for position, (index, item) in enumerate(zip(indices, items, strict=True)):
-            if self.stop.is_set() or (should_process is not None and not should_process()):
-                self.stop.set()
-                values.append(CancelledItemError(NOT_STARTED))
-                failed.append(position)
-                continue
-            if started is not None:
-                started[index] = time.monotonic()
-            try:
-                values.append(call(item, *args, **kwargs))
-            except Exception as exc:
-                values.append(exc)
-                failed.append(position)
+        started = self.started
+        on_start = None if started is None else functools.partial(_note_start, started, indices)
+        plain = 0
+        try:
+            values, failed, plain = run_sync_chunk(
+                self.shell,
+                items,
+                self.args,
+                self.kwargs,
+                self.stop,
+                should_process=self.should_process,
+                on_start=on_start,
+                pace=self.pace,
+            )
+        finally:  # the fast path's calls passed no counter: count them here, once
+            if plain:
+                self.counters.add_entries(plain)
         return values, failed
+
+
+def _note_start(started: dict[int, float], indices: Sequence[int], position: int) -> None:
+    """Deadlines count from an item's start: real time, since items really run."""
+    started[indices[position]] = time.monotonic()
 
 
 class ThreadSubmitter:

@@ -12,16 +12,13 @@ the worker.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from itertools import chain
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core import validate
-from opero.core.assemble import build_pipeline, validate_settings
-from opero.core.shell import Shell, worker_shell
+from opero.core.assemble import validate_settings
 from opero.decorators.opero import opero
 from opero.decorators.types import (
     AsyncOpmapFunction,
@@ -37,8 +34,6 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
-    from opero.concurrency.plan import MapPlan
-    from opero.concurrency.progress import Progress
     from opero.decorators.types import OperoSettings
 
 __all__ = ["MODES", "opmap"]
@@ -47,8 +42,6 @@ __all__ = ["MODES", "opmap"]
 MODES: Mapping[str, bool | None] = MappingProxyType(
     {"thread": False, "process": False, "async": True, "async_process": True, "dask": None}
 )
-#: Modes whose items run in other processes: cache and rate limit stay in the caller.
-_REMOTE = frozenset({"process", "async_process", "dask"})
 _START_METHODS = ("fork", "forkserver", "spawn")
 
 P = ParamSpec("P")
@@ -217,183 +210,26 @@ def _decorate(func: Callable[..., Any], options: dict[str, Any], settings: dict[
     # Pools, multiprocessing and cloudpickle load with the first @opmap, not with `import opero`.
     import inspect  # noqa: PLC0415
 
-    from opero.concurrency.dispatch import iterate  # noqa: PLC0415
-    from opero.concurrency.plan import MapPlan  # noqa: PLC0415
-    from opero.concurrency.pool import default_start_method  # noqa: PLC0415
-    from opero.concurrency.worker import WorkerSpec  # noqa: PLC0415
+    from opero.concurrency.mapped import build_mapped  # noqa: PLC0415
 
     is_async = inspect.iscoroutinefunction(func)
-    mode = options["mode"] or ("async" if is_async else "thread")
-    if MODES[mode] not in (None, is_async):
+    mode = _mode_for(options["mode"], is_async=is_async)
+    return build_mapped(func, mode, options, _full_config(settings), is_async=is_async)
+
+
+def _mode_for(mode: str | None, *, is_async: bool) -> str:
+    """The mode a function runs in: the one asked for, if it runs this kind of function."""
+    chosen = mode or ("async" if is_async else "thread")
+    if MODES[chosen] not in (None, is_async):
         kind, modes = (
             ("sync", "'async' or 'async_process'")
             if is_async
-            else (
-                "async def",
-                "'thread' or 'process'",
-            )
+            else ("async def", "'thread' or 'process'")
         )
-        msg = f"mode={mode!r} runs {kind} functions; for this function use mode={modes}"
+        msg = f"mode={chosen!r} runs {kind} functions; for this function use mode={modes}"
         raise ConfigurationError(msg)
-    config = _full_config(settings)
-    process = mode in _REMOTE
-    # One pipeline from every setting, in every mode: it validates them, holds the
-    # statistics (process modes: the workers' counts are added to it) and is what
-    # get_opero_info shows.  In process modes the parent uses only its cache and
-    # rate limit; the workers run the same settings without those two.
-    parent = build_pipeline(func, config)
-    if process:
-        worker_config = {**config, "cache": False, "rate_limit": None}
-        spec = WorkerSpec(functools.partial(worker_shell, build_pipeline, func, worker_config))
-        shell = None
-    else:
-        spec = None
-        shell = Shell(parent)
-    start_method = options["start_method"] or default_start_method()
-    workers = options["workers"] or (0 if mode == "dask" else 4)
-    plan = MapPlan(
-        mode=mode,
-        workers=workers,
-        client=options["client"],
-        chunk_size=options["chunk_size"],
-        timeout=options["timeout"],
-        should_process=options["should_process"],
-        progress=_progress(func, options["progress"]),
-        start_method=start_method,
-        retries=config["retries"],
-        cache=parent.cache if process else None,
-        limiter=parent.limiter if process else None,
-        pipeline=parent,
-        on_cache_hit=parent.callbacks.on_cache_hit,
-        spec=spec,
-        shell=shell,
-        # What get_opero_info shows next to the @opero settings: the map's own, as it runs them.
-        settings=MappingProxyType(
-            {**options, "mode": mode, "workers": workers, "start_method": start_method}
-        ),
-    )
-    ordered = options["ordered"]
-    if mode == "async":
-        from opero.concurrency.async_map import async_iterate  # noqa: PLC0415
-
-        return _async_wrapper(func, plan, ordered, async_iterate)
-    if mode == "async_process" or (mode == "dask" and is_async):
-        return _async_wrapper(func, plan, ordered, _threaded(iterate))
-    return _sync_wrapper(func, plan, ordered)
-
-
-def _progress(func: Callable[..., Any], progress: bool | None) -> Progress | None:
-    """What the map shows as it runs: nothing (False), or a meter named after ``func``."""
-    from opero.concurrency.progress import Progress  # noqa: PLC0415
-
-    if progress is False:
-        return None
-    return Progress(label=getattr(func, "__name__", type(func).__name__), summary=bool(progress))
+    return chosen
 
 
 def _full_config(settings: dict[str, Any]) -> dict[str, Any]:
     return {**_opero_defaults(), **settings}
-
-
-def _attach(wrapper: Any, func: Callable[..., Any], plan: MapPlan) -> Any:
-    functools.update_wrapper(wrapper, func)
-    wrapper.__opero__ = plan.pipeline
-    wrapper.__opmap__ = plan
-    wrapper.statistics = plan.pipeline.statistics
-    wrapper.cache_clear = plan.pipeline.cache.clear if plan.pipeline.cache else (lambda: None)
-    return wrapper
-
-
-def _sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any:
-    from opero.concurrency.dispatch import iterate  # noqa: PLC0415
-
-    def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        batches = iterate(plan, items, args, kwargs, ordered=ordered, eager=True)
-        return list(chain.from_iterable(batches))
-
-    def flatten(batches: Generator[list[Any], None, None]) -> Generator[Any, None, None]:
-        # A generator of its own, so closing it (or leaving it) stops the map at once.
-        try:
-            for batch in batches:
-                yield from batch
-        finally:
-            batches.close()
-
-    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> Generator[Any, None, None]:
-        return flatten(iterate(plan, items, args, kwargs, ordered=True))
-
-    def imap_unordered(
-        items: Iterable[Any], *args: Any, **kwargs: Any
-    ) -> Generator[Any, None, None]:
-        return flatten(iterate(plan, items, args, kwargs, ordered=False))
-
-    wrapper = _attach(mapped, func, plan)
-    wrapper.imap = imap
-    wrapper.imap_unordered = imap_unordered
-    return wrapper
-
-
-def _threaded(sync_iterate: Callable[..., Iterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """An async iterator over a sync map loop run in a helper thread (async_process)."""
-
-    async def run(
-        plan: MapPlan,
-        items: Iterable[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        ordered: bool,
-    ) -> AsyncIterator[Any]:
-        import asyncio  # noqa: PLC0415
-        import threading  # noqa: PLC0415
-
-        cancel = threading.Event()
-        source: Any = sync_iterate(plan, items, args, kwargs, ordered=ordered, cancel=cancel)
-        done = object()
-        step: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                step = asyncio.ensure_future(asyncio.to_thread(next, source, done))
-                value = await asyncio.shield(step)
-                if value is done:
-                    return
-                yield value
-        finally:
-            # Cancelled (or left early): the loop thread notices within 0.1 s, kills
-            # the workers and ends; only then can the generator be closed.
-            cancel.set()
-            if step is not None and not step.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(step)
-            await asyncio.to_thread(source.close)
-
-    return run
-
-
-def _async_wrapper(
-    func: Callable[..., Any],
-    plan: MapPlan,
-    ordered: bool,
-    engine: Callable[..., AsyncIterator[Any]],
-) -> Any:
-    async def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        results: list[Any] = []
-        async for batch in engine(plan, items, args, kwargs, ordered=ordered):
-            results.extend(batch)
-        return results
-
-    async def flatten(batches: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:
-        async for batch in batches:
-            for value in batch:
-                yield value
-
-    def imap(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return flatten(engine(plan, items, args, kwargs, ordered=True))
-
-    def imap_unordered(items: Iterable[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return flatten(engine(plan, items, args, kwargs, ordered=False))
-
-    wrapper = _attach(mapped, func, plan)
-    wrapper.imap = imap
-    wrapper.imap_unordered = imap_unordered
-    return wrapper
