@@ -311,3 +311,24 @@ def test_a_call_refused_its_rate_slot_by_the_deadline_is_still_a_call(
         shell.call(f)
     stats = f.statistics()
     assert (stats.calls, stats.attempts, stats.failures) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"attempt_timeout": 5}, {"deadline": 5}, {"attempt_timeout": 5, "deadline": 9}],
+    ids=["attempt_timeout", "deadline", "both"],
+)
+def test_arguments_that_do_not_fit_are_not_retried_when_timed(
+    clock: FakeClock, shell: Shell, settings: dict[str, Any]
+) -> None:
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f = opero.opero(retries=3, **settings)(shell.fn(body))
+    with pytest.raises(TypeError):
+        shell.call(f, 1, 2)  # one argument too many: no attempt could ever succeed
+    assert calls == []
+    assert clock.sleeps == []

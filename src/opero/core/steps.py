@@ -155,11 +155,16 @@ Flow = Generator[Step, Any, None]
 def is_call_error(error: BaseException) -> bool:
     """A TypeError raised by the call itself (arguments that do not fit), not inside the function.
 
-    Such a call can never succeed, so it is not retried.  The traceback tells:
-    it stops at the shell's (or driver's) own frame instead of reaching into the function.
+    Such a call can never succeed, so it is not retried.  The traceback tells: its
+    innermost frame is opero's own (the shell, a driver, the timeout helpers that
+    make the call) instead of one inside the function.
     """
     tb = error.__traceback__
-    return type(error) is TypeError and tb is not None and tb.tb_next is None
+    if type(error) is not TypeError or tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("opero.")
 
 
 def never_retried(error: BaseException) -> bool:
