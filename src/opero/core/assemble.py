@@ -152,15 +152,23 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
         config=config if isinstance(config, MappingProxyType) else MappingProxyType(dict(config)),
         is_async=is_async,
         factory=build_pipeline,
-        routing=Routing(
-            retry_on=retry.retry_on,
-            fallback_on=config["fallback_on"],
-            result_check=config["retry_if_result"],
-        ),
-        deadline=config["deadline"],
-        attempt_timeout=config["attempt_timeout"],
-        per_attempt=config["rate_limit_per"] == "attempt",
+        **_engine_parts(config, retry),
     )
+
+
+def _engine_parts(config: Mapping[str, Any], retry: RetryPolicy) -> dict[str, Any]:
+    """The pipeline's routing, time bounds and rate-slot rule, from their settings."""
+    routing = Routing(
+        retry_on=retry.retry_on,
+        fallback_on=config["fallback_on"],
+        result_check=config["retry_if_result"],
+    )
+    return {
+        "routing": routing,
+        "deadline": config["deadline"],
+        "attempt_timeout": config["attempt_timeout"],
+        "per_attempt": config["rate_limit_per"] == "attempt",
+    }
 
 
 #: The cache settings, by the names ``make_cache`` and ``check_settings`` take them.

@@ -92,18 +92,7 @@ class Run:
         debug = logger.isEnabledFor(logging.DEBUG)
         candidates = self.candidates
         if to_fallback and candidates is not None and self.index + 1 < len(candidates):
-            self.index += 1
-            self.pending = pipeline.counters.fallbacks
-            if debug:
-                logger.debug(
-                    "opero: %s candidate %d of %r failed (%s); trying candidate %d",
-                    pipeline.name,
-                    self.index - 1,
-                    pipeline.fallback.name if pipeline.fallback else None,
-                    type(error).__name__,
-                    self.index,
-                )
-            return (pipeline.fallback.delay if pipeline.fallback else 0.0), None
+            return self._next_candidate(error, debug), None
         if not to_retry:
             return None, None
         asked, allowed = pipeline.retry.server_wait(error)
@@ -135,6 +124,22 @@ class Run:
                 delay,
             )
         return delay, asked
+
+    def _next_candidate(self, error: BaseException, debug: bool) -> float:
+        """Move on to the next candidate; the ``fallback_delay`` before it."""
+        pipeline = self.pipeline
+        self.index += 1
+        self.pending = pipeline.counters.fallbacks
+        if debug:
+            logger.debug(
+                "opero: %s candidate %d of %r failed (%s); trying candidate %d",
+                pipeline.name,
+                self.index - 1,
+                pipeline.fallback.name if pipeline.fallback else None,
+                type(error).__name__,
+                self.index,
+            )
+        return pipeline.fallback.delay if pipeline.fallback else 0.0
 
     def fits(self, seconds: float) -> bool:
         """A wait of ``seconds`` from now would end before the deadline (always, without one)."""

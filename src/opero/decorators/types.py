@@ -30,9 +30,7 @@ from __future__ import annotations
 from collections.abc import (
     AsyncIterator,
     Callable,
-    Collection,
     Coroutine,
-    Hashable,
     Iterable,
     Iterator,
 )
@@ -44,16 +42,15 @@ from typing import (
     ParamSpec,
     Protocol,
     TypeAlias,
-    TypedDict,
     TypeVar,
     overload,
 )
 
+from opero.decorators.settings import OperoSettings
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from opero.core.retry import WaitStrategy
-    from opero.core.routing import ErrorFilter
     from opero.core.stats import Statistics
 
 __all__ = [
@@ -260,46 +257,3 @@ class OpmapDecorator(Protocol):
     ) -> AsyncOpmapFunction[T, P, R]: ...
     @overload
     def __call__(self, func: Callable[Concatenate[T, P], R], /) -> OpmapFunction[T, P, R]: ...
-
-
-class OperoSettings(TypedDict, total=False):
-    """The ``@opero`` settings that ``@opmap(...)`` also takes, applied to each item.
-
-    The same names and types as ``opero``'s parameters (a test keeps them equal).
-    """
-
-    retries: int
-    backoff_factor: float
-    min_delay: float
-    max_delay: float
-    retry_on: ErrorFilter
-    jitter: bool
-    wait: WaitStrategy | None
-    fallback_on: ErrorFilter | None
-    retry_if_result: Callable[[Any], Any] | None
-    retry_after: Callable[[BaseException], float | None] | None
-    max_retry_after: float | None
-    attempt_timeout: float | None
-    deadline: float | None
-    cache: bool
-    cache_ttl: float | None
-    cache_backend: CacheBackend
-    cache_backend_config: dict[str, Any] | None
-    cache_key: Callable[..., Hashable] | None
-    cache_ignore: str | Collection[str]
-    cache_namespace: str
-    cache_maxsize: int | None
-    cache_serializer: CacheSerializer
-    cache_secret: str | bytes | None
-    rate_limit: float | None
-    rate_limit_scope: RateLimitScope
-    rate_limit_burst: int
-    rate_limit_backend: RateLimitBackend
-    rate_limit_backend_config: dict[str, Any] | None
-    rate_limit_per: RateLimitPer
-    arg_fallback: str | None
-    fallback_delay: float
-    on_retry: Callable[..., Any] | None
-    on_success: Callable[..., Any] | None
-    on_failure: Callable[..., Any] | None
-    on_cache_hit: Callable[..., Any] | None
