@@ -61,7 +61,7 @@ def locks() -> dict[str, Callable[[], Any]]:
         "counters": lambda: pipeline.counters._lock,
         "limiter": lambda: pipeline.limiter._lock,
         "memory-cache": lambda: pipeline.cache.backend._lock,
-        "single-flight": lambda: pipeline.flights._lock,
+        "single-flight": lambda: pipeline.flights.table._lock,
         "scope-registry": lambda: limiters._groups_lock,
         "clock": lambda: clock._lock,
         "map-counters": lambda: mapped.__opero__.counters._lock,

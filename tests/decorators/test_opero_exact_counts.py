@@ -151,7 +151,7 @@ def wait_for_waiters(flights: object, key: object, count: int) -> None:
     """Until ``count`` threads wait on the flight of ``key`` (its Event's condition)."""
     deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
-        flight = flights._flights.get(key)  # type: ignore[attr-defined]
+        flight = flights.table.current(key)  # type: ignore[attr-defined]
         if flight is not None and len(flight.done._cond._waiters) >= count:
             return
         time.sleep(0.001)

@@ -112,7 +112,7 @@ def test_a_leader_interrupted_hands_the_key_to_its_waiters() -> None:
     waiter.start()
     flights = fetch.__opero__.flights
     for _ in range(5000):
-        flight = flights._flights.get(("k",))
+        flight = flights.table.current(("k",))
         if flight is not None and flight.done._cond._waiters:
             break
         threading.Event().wait(0.001)

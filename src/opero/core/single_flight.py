@@ -96,6 +96,10 @@ class FlightTable:
         flight.done.set()
         return flight
 
+    def current(self, key: Hashable) -> Flight | None:
+        """The flight in progress for ``key``, if any (to watch it; joining is ``join``)."""
+        return self._flights.get(key)
+
     def forget(self) -> None:
         """Drop every flight (a forked child has none of its parent's leaders)."""
         self._flights.clear()
@@ -202,15 +206,15 @@ class AsyncSingleFlight:
         """``job``'s value: computed by this task, or by another (then counted as a hit)."""
         import asyncio  # noqa: PLC0415 - loaded already when a loop runs
 
+        from opero.core.backends.coalesce import in_flight  # noqa: PLC0415 - asyncio's
+
         key = job.key
         mark = (id(self), key)
         if mark in _leading.get():
             return await job()  # re-entrant: the outer computation stores it
-        loop = asyncio.get_running_loop()
-        slot = (id(loop), key)
         while True:
-            future = self._flights.get(slot)
-            if future is None or future.get_loop() is not loop:
+            slot, future = in_flight(self._flights, key)
+            if future is None:
                 break
             try:
                 ok, value = await asyncio.shield(future)
@@ -223,8 +227,7 @@ class AsyncSingleFlight:
                 _count_shared_error(self.counters, value)
                 raise value
             return await job.step.ahit(value)
-        future = loop.create_future()
-        self._flights[slot] = future
+        future = self._flights[slot] = asyncio.get_running_loop().create_future()
         token = _leading.set(_leading.get() | {mark})
         try:
             computed, value = await _alead(job)

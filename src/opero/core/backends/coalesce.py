@@ -17,7 +17,21 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, final
 
-__all__ = ["SharedReads"]
+__all__ = ["SharedReads", "in_flight"]
+
+
+def in_flight(
+    table: dict[tuple[int, Hashable], asyncio.Future[Any]], key: Hashable
+) -> tuple[tuple[int, Hashable], asyncio.Future[Any] | None]:
+    """``(slot, future)``: the running loop's slot for ``key``, and the future in flight there.
+
+    Slots are per loop: a future of another loop (one that ended, whose id was
+    reused) is not joined, since it cannot be awaited here.
+    """
+    loop = asyncio.get_running_loop()
+    slot = (id(loop), key)
+    future = table.get(slot)
+    return slot, future if future is not None and future.get_loop() is loop else None
 
 
 @final
@@ -37,11 +51,9 @@ class SharedReads:
 
     async def read(self, key: Hashable, fetch: Callable[[], Awaitable[Any]]) -> Any:
         """``await fetch()``, or the outcome of the same read already in flight."""
-        loop = asyncio.get_running_loop()
-        slot = (id(loop), key)
         while True:
-            pending = self._pending.get(slot)
-            if pending is None or pending.get_loop() is not loop:
+            slot, pending = in_flight(self._pending, key)
+            if pending is None:
                 break
             try:
                 return await asyncio.shield(pending)
@@ -49,7 +61,7 @@ class SharedReads:
                 if not pending.cancelled():
                     raise  # this task was cancelled
                 # The reader was cancelled: read again (or join the next reader).
-        pending = self._pending[slot] = loop.create_future()
+        pending = self._pending[slot] = asyncio.get_running_loop().create_future()
         try:
             value = await fetch()
         except Exception as exc:
