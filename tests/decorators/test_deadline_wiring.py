@@ -332,3 +332,16 @@ def test_arguments_that_do_not_fit_are_not_retried_when_timed(
         shell.call(f, 1, 2)  # one argument too many: no attempt could ever succeed
     assert calls == []
     assert clock.sleeps == []
+
+
+def test_the_engine_counts_a_call_as_the_shell_does(clock: FakeClock, shell: Shell) -> None:
+    def body(key: list[str]) -> str:
+        return key[0]
+
+    plain = opero.opero(arg_fallback="key")(shell.fn(body))
+    timed = opero.opero(arg_fallback="key", deadline=5)(shell.fn(body))
+    for f in (plain, timed):
+        assert shell.call(f, ["a"]) == "a"
+        with pytest.raises(opero.ConfigurationError, match="empty list"):
+            shell.call(f, [])
+    assert plain.statistics() == timed.statistics()

@@ -116,10 +116,8 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     The deadline counts from here, so the rate-limit wait is inside it.
     """
     run = Run(p, args, kwargs, None)
-    call_args, call_kwargs, candidates = p.first_call(args, kwargs)
-    run.candidates = candidates
     try:
-        step = yield from _start(p, run, 0.0, call_args, call_kwargs, first=True)
+        step = yield from _start(p, run, 0.0, args, kwargs, first=True)
     except BaseException:
         next(p.counters.unserved)
         raise
@@ -128,6 +126,8 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
         yield from _fail(p, run.expired(), None)
         return
     next(p.counters.entries)
+    step.args, step.kwargs, candidates = p.first_call(args, kwargs)  # as the shell counts it
+    run.candidates = candidates
     ok, outcome = yield step
     if ok:
         rejected = yield from _rejected(p, run, outcome)
