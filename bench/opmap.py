@@ -43,6 +43,9 @@ ITEMS = 20_000
 WORKERS = 2
 REPEAT = 5
 FAST_REPEAT = 15  # the trivial-item maps take milliseconds: more runs for a steadier median
+#: The thread pair takes ~7 ms a round and differs by a few percent, within one round's
+#: noise on a loaded machine: the median of 41 paired rounds (~0.3 s) settles it.
+THREAD_REPEAT = 41
 CPU_ITEMS = 32
 CPU_SECONDS = 0.050
 CPU_REPEAT = 5
@@ -86,7 +89,7 @@ def thread_bench(items: list[int], opmap: Any) -> dict[str, list[float]]:
                 "opmap(mode='thread')": lambda: mapped(items),
                 "multiprocessing ThreadPool(2).map": lambda: threads.map(double, items),
             },
-            FAST_REPEAT,
+            THREAD_REPEAT,
         )
         one_each = {"ThreadPoolExecutor(2).map": lambda: list(executor.map(double, items))}
         times.update(interleaved(one_each, REPEAT))
@@ -212,7 +215,8 @@ def main(only: list[str]) -> int:
     load = os.getloadavg()[0]
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.2f}; median of "
-        f"{FAST_REPEAT} runs (async: {REPEAT}, CPU-bound: {CPU_REPEAT}), contenders interleaved,"
+        f"{FAST_REPEAT} runs (thread: {THREAD_REPEAT}, async and ThreadPoolExecutor: {REPEAT}, "
+        f"CPU-bound: {CPU_REPEAT}), contenders interleaved,"
         " ratios paired per round"
     )
     if load > 0.5:
