@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -136,3 +137,24 @@ def test_a_maps_later_chunks_start_at_the_slice_size_it_learned() -> None:
     values, _, _ = run_sync_chunk(shell, chunk, (), {}, stop, pace=learned)
     assert values == [-x for x in chunk]
     assert stop.looks == 1  # the whole chunk in one slice: the size is not learned again
+
+
+@pytest.mark.parametrize("source", [list, iter])
+def test_unordered_entries_of_a_whole_map_come_in_completion_order(
+    source: Callable[[Iterable[int]], Iterable[int]],
+) -> None:
+    """f(items) with ordered=False keeps completion order (waiting once for all would not)."""
+    last_done = threading.Event()
+
+    @opmap(mode="thread", workers=2, chunk_size=4, ordered=False, progress=False)
+    def first_waits(x: int) -> int:
+        if x == 0:
+            last_done.wait(5)  # item 0's chunk ends only after item 15 started
+        if x == 15:
+            time.sleep(0.2)  # chunks 1 and 2 (one worker, in turn) are long back by now
+            last_done.set()
+        return x
+
+    results = first_waits(source(range(16)))
+    assert sorted(results) == list(range(16))
+    assert set(results[:8]) == set(range(4, 12))

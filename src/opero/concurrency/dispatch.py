@@ -82,7 +82,8 @@ def iterate(
         parent=parent,
         backlog=collector.waiting,  # behind a slow early item, stop reading ahead
         cancel=cancel,
-        patient=eager and collector.meter is None,
+        # Unordered, the completion order is the answer: each chunk is taken as it ends.
+        patient=eager and ordered and collector.meter is None,
     )
     try:
         for batch in run.batches(items):

@@ -62,7 +62,8 @@ class MapRun:
         self.backlog_limit = limit * size
         #: Set from another thread to stop the map (async_process cancellation).
         self.cancel = cancel
-        #: The caller takes the results only at the end and shows no progress (``f(items)``).
+        #: The caller takes the results only at the end, in input order, and shows no
+        #: progress (``f(items)``): the run may wait for every chunk in flight at once.
         self.patient = patient
         self.in_flight: dict[Future[Any], Chunk] = {}
         self.suspects: deque[tuple[int, Any]] = deque()
@@ -110,8 +111,9 @@ class MapRun:
             )
             if self.cancel is not None and self.cancel.is_set():
                 raise MapCancelledError
-            # In the order sent (a set has none), so ordered runs need no reordering.
-            for future in [future for future in self.in_flight if future in done]:
+            # A patient run takes the lot in the order sent: no reordering to do.  Others
+            # take them as they come (completion order is what an unordered run returns).
+            for future in [f for f in self.in_flight if f in done] if self.patient else done:
                 self._collect(future)
             self._expire()
             yield from self._drain()  # hand results out before reading further input
