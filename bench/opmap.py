@@ -43,8 +43,9 @@ ITEMS = 20_000
 WORKERS = 2
 REPEAT = 5
 FAST_REPEAT = 15  # the trivial-item maps take milliseconds: more runs for a steadier median
-#: The thread pair takes ~7 ms a round and differs by a few percent, within one round's
-#: noise on a loaded machine: the median of 41 paired rounds (~0.3 s) settles it.
+#: The thread-mode pairs (opmap beside ThreadPool.map; progress on and off) take ~7 ms a
+#: round and differ by a few percent, within one round's noise on a loaded machine: the
+#: median of 41 paired rounds (~0.3 s) settles it.
 THREAD_REPEAT = 41
 CPU_ITEMS = 32
 CPU_SECONDS = 0.050
@@ -194,7 +195,7 @@ def progress_bench(items: list[int], opmap: Any) -> dict[str, list[float]]:
                 "opmap(progress=False)": lambda: quiet(items),
                 "opmap(progress=True), bar to devnull": lambda: shown(items),
             },
-            FAST_REPEAT,
+            THREAD_REPEAT,
         )
     return table(f"progress bar: {ITEMS:,} trivial items, thread mode", times, ITEMS)
 
@@ -215,7 +216,8 @@ def main(only: list[str]) -> int:
     load = os.getloadavg()[0]
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {load:.2f}; median of "
-        f"{FAST_REPEAT} runs (thread: {THREAD_REPEAT}, async and ThreadPoolExecutor: {REPEAT}, "
+        f"{FAST_REPEAT} runs (thread and progress: {THREAD_REPEAT}, async and ThreadPoolExecutor: "
+        f"{REPEAT}, "
         f"CPU-bound: {CPU_REPEAT}), contenders interleaved,"
         " ratios paired per round"
     )
