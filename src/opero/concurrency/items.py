@@ -7,6 +7,13 @@ fallback or ``on_success``), the items go through the plain function with
 loop.  For trivial items the Python loop around each call would cost more than
 the work; this is what lets a thread map keep up with
 ``multiprocessing.pool.ThreadPool.map``.
+
+A server's ``Retry-After`` seen by one item pauses the function (its
+``PauseGate``), and every item waits it out before it starts: the per-item loop
+through the shell's own check, the fast path at the start of each slice (one
+test of a float, no clock read; a gate shared with other processes is read
+there too).  A slice is one item once items take 2 ms or more, so only a run of
+quicker items (at most some 16 ms of them) can finish after a pause began.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import NOT_STARTED
+from opero.core import clock
+from opero.core.steps import Wait
 from opero.exceptions import CancelledItemError
 
 if TYPE_CHECKING:
+    from opero.core.pipeline import Pipeline
     from opero.core.shell import Shell
 
 __all__ = ["Pace", "run_async_chunk", "run_sync_chunk"]
@@ -73,12 +83,16 @@ def run_sync_chunk(
     direct, resume = shell.direct, shell.resume
     if direct is not None and resume is not None and should_process is None and on_start is None:
         one = functools.partial(_call_with, direct, args, kwargs) if args or kwargs else direct
-        return _run_plain(one, resume, items, args, kwargs, stop=stop, pace=pace or Pace())
+        return _run_plain(
+            one, resume, items, args, kwargs, stop=stop, pace=pace or Pace(), p=shell.pipeline
+        )
     # The per-item loop (the one place it is written): each item through the whole call.
-    call = shell.call
+    call, gate = shell.call, shell.pipeline.gate
     values: list[Any] = []
     failed: list[int] = []
     for position, item in enumerate(items):
+        if gate.link is not None:  # the shell's own check then sees the workers' pause
+            gate.pull(clock.now())
         if (stop is not None and stop.is_set()) or (
             should_process is not None and not should_process()
         ):
@@ -105,19 +119,29 @@ def _run_plain(
     *,
     stop: threading.Event | None,
     pace: Pace,
+    p: Pipeline,
 ) -> tuple[list[Any], list[int], int]:
     """The fast path: the items through ``one`` with C ``map``, slice by slice; an item that
-    raises continues in the pipeline's failure path (``resume``), the rest go on in C."""
+    raises continues in the pipeline's failure path (``resume``), the rest go on in C.
+
+    Each slice starts after the function's pause, if a server asked for one."""
     values: list[Any] = []
     failed: list[int] = []
     plain = 0  # items that went through ``one`` alone
     remaining = iter(items)
     total = len(items)
-    size = total if stop is None else pace.size
+    gate = p.gate
+    linked = gate.link is not None  # in a worker: slices, so another worker's pause holds here
+    sliced = stop is not None or linked
+    size = pace.size if sliced else total
     while len(values) < total:
         if stop is not None and stop.is_set():
             _cancel_rest(values, failed, total)
             break
+        if linked:
+            gate.pull(clock.now())
+        if gate.until:
+            _wait_out_pause(p)
         began, before = time.perf_counter(), len(values)
         try:
             # extend keeps what came before an error (CPython), so the item that
@@ -139,12 +163,19 @@ def _run_plain(
             plain += len(values) - before + 1  # the interrupted item had started
             raise
         plain += len(values) - before
-        if stop is not None:  # slices of at most ~8 x _SLICE_SECONDS, or one item
+        if sliced:  # slices of at most ~8 x _SLICE_SECONDS, or one item
             took = time.perf_counter() - began
             size = size * 8 if took < _SLICE_SECONDS else max(1, size // 2)
-    if stop is not None:
+    if sliced:
         pace.size = size
     return values, failed, plain
+
+
+def _wait_out_pause(p: Pipeline) -> None:
+    """Wait until the function's pause ends (the plain path has no rate limit to ask)."""
+    delay = p.gate.wait(clock.now())
+    if delay > 0:
+        Wait(delay, p.counters).sleep()
 
 
 def _cancel_rest(values: list[Any], failed: list[int], total: int) -> None:

@@ -61,13 +61,20 @@ def _plan(
     process = mode in REMOTE_MODES
     # One pipeline from every setting, in every mode: it validates them, holds the
     # statistics (process modes: the workers' counts are added to it) and is what
-    # get_opero_info shows.  In process modes the parent uses only its cache and
-    # rate limit; the workers run the same settings without those two.
+    # get_opero_info shows.  In process modes the parent keeps the cache and the
+    # rate limit; the workers run the same settings without a cache.
+    # The workers book every start and pause with the parent's limiter or pause, through
+    # the map's link (map_link.py, scope_link.py).
     parent = build_pipeline(func, config)
+    link = None
     if process:
-        worker_config = {**config, "cache": False, "rate_limit": None}
-        spec = WorkerSpec(functools.partial(worker_shell, build_pipeline, func, worker_config))
+        from opero.concurrency.map_link import MapLink  # noqa: PLC0415
+        from opero.concurrency.scope_link import linked_pipeline  # noqa: PLC0415
+
+        factory = functools.partial(linked_pipeline, build_pipeline)
+        spec = WorkerSpec(functools.partial(worker_shell, factory, func, dict(config)))
         shell = None
+        link = MapLink(parent)
     else:
         spec = None
         shell = Shell(parent)
@@ -89,6 +96,7 @@ def _plan(
         on_cache_hit=parent.callbacks.on_cache_hit,
         spec=spec,
         shell=shell,
+        link=link,
         # What get_opero_info shows next to the @opero settings: the map's own, as it runs them.
         settings=MappingProxyType(
             {**options, "mode": mode, "workers": workers, "start_method": start_method}

@@ -2,9 +2,10 @@
 
 The outer layers of the per-item pipeline stay where the map runs: the parent
 asks ``should_process`` before it sends an item, answers hits from the cache
-(``parent_cache.py``), counts the calls and spaces them by the rate limit, so
-a hit never crosses a process boundary and the rate holds across all workers.
-The workers run the rest: retries and fallbacks.
+(``parent_cache.py``) and counts the calls, so a hit never crosses a process
+boundary.  The workers run the rest (retries and fallbacks), booking every
+start with the parent's limiter (``scope_link.py``), so one rate holds across
+all workers, retries included.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.parent_cache import ParentCache
-from opero.core import clock
 
 if TYPE_CHECKING:
     from opero.concurrency.chunks import Batch, Chunk
@@ -41,21 +41,18 @@ class ParentSide:
         return should_process is None or bool(should_process())
 
     def admit(self, chunk: Chunk) -> tuple[Batch | None, Chunk]:
-        """The chunk's cache hits as a batch (or None), and the items to send, counted and spaced.
+        """The chunk's cache hits as a batch (or None), and the items to send, counted.
 
         Counted here once: resubmissions after a death or a timeout are not calls.
+        Their starts are booked by the workers, with this process's limiter
+        (``scope_link.py``), each when it starts.
         """
         hits = None
         if self.cache is not None:
             hits, chunk = self.cache.lookup(chunk)
             if not chunk[0]:
                 return hits, chunk
-        plan = self.plan
-        plan.pipeline.counters.add_entries(len(chunk[0]))
-        if plan.limiter is not None:  # chunks of one item: one start time per item
-            delay = plan.pipeline.rate_delay((chunk[1][0], *self.args), self.kwargs)
-            if delay > 0:
-                clock.sleep(delay)
+        self.plan.pipeline.counters.add_entries(len(chunk[0]))
         return hits, chunk
 
     def settle(self, items: list[Any], values: list[Any], failed: list[int]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, final
 from opero.core.frozen import Frozen
 
 if TYPE_CHECKING:
+    from opero.concurrency.map_link import MapLink
     from opero.concurrency.progress import Progress
     from opero.concurrency.worker import WorkerSpec
     from opero.core.cache import CacheLayer
@@ -36,6 +37,7 @@ class MapPlan(Frozen):
         "chunk_size",
         "client",
         "limiter",
+        "link",
         "mode",
         "on_cache_hit",
         "pipeline",
@@ -71,6 +73,8 @@ class MapPlan(Frozen):
     on_cache_hit: Callback | None
     #: Process modes: the function and its worker settings, as cloudpickle bytes.
     spec: WorkerSpec | None
+    #: Process modes: how the workers reach the parent's limiter or pause (``map_link.py``).
+    link: MapLink | None
     #: Thread and async modes: the per-item @opero calls (the whole call, and its fast path).
     shell: Shell | None
     #: The map's own settings as it runs them (mode, workers, ordered, ...), for introspection.
@@ -95,6 +99,7 @@ class MapPlan(Frozen):
         spec: WorkerSpec | None,
         shell: Shell | None,
         settings: Mapping[str, Any],
+        link: MapLink | None = None,
     ) -> None:
         self._init(
             mode=mode,
@@ -113,6 +118,7 @@ class MapPlan(Frozen):
             spec=spec,
             shell=shell,
             settings=settings,
+            link=link,
         )
 
     @property

@@ -44,8 +44,9 @@ class Shipment:
             raise TypeError(msg)
         self.spec: WorkerSpec = plan.spec
         self.counters: Counters = plan.pipeline.counters
-        #: The map's extra arguments, packed once for every chunk.
-        self.extra = dumps((args, kwargs))
+        #: The map's extra arguments and its link to this process, packed once for every chunk.
+        link = plan.link.wire() if plan.link is not None else None
+        self.extra = dumps((args, kwargs, link))
         #: Takes the batch of an item that could not be packed.
         self.report = report
 

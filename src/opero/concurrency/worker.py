@@ -6,7 +6,9 @@ pipeline, keyed by a digest of those bytes.  Results travel back pickled by the
 worker itself, so a result that cannot be pickled becomes that item's
 ``ConcurrencyError`` instead of breaking the map.  With them travel the
 counts the chunk's retries and fallbacks made (once per chunk, not per item),
-which the parent adds to the mapped function's statistics.
+which the parent adds to the mapped function's statistics.  Each chunk also
+carries its map's link (``map_link.py``): every start and every server's pause
+in the worker goes through the parent's limiter, or the pause shared with it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
+from opero.concurrency.map_link import attach
 from opero.exceptions import ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -71,7 +74,8 @@ def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes
     except IndexError:
         build = pickle.loads(blob)  # noqa: S301 - our own bytes, from the parent
         call = build()
-    args, kwargs = pickle.loads(extra)  # noqa: S301
+    args, kwargs, wire = pickle.loads(extra)  # noqa: S301
+    attach(call.pipeline, wire)  # every start and pause through the map's parent
     before = call.tally()
     try:
         if call.is_async:

@@ -6,6 +6,11 @@ calling earns another 429.  A rate-limited function pauses its limiter's scope
 path only tests ``until`` (a float, falsy when open): no clock read and no lock
 until a pause was set, and the first caller past its end opens the gate again.
 
+A process or Dask map's workers each hold their own pipeline, so their gates are
+*linked* to one shared cell (``opero.concurrency.pause_cell``): a pause set in
+one process is pushed there, and every gate reads it back before it waits
+(``wait``) and wherever the map starts items (``pull``).
+
 Examples:
     >>> gate = PauseGate()
     >>> gate.close(until=7.0)
@@ -15,32 +20,60 @@ Examples:
 
 from __future__ import annotations
 
-from typing import final
+from typing import Protocol, final
 
 from opero.core import forksafe
 from opero.core.owned import Owned
 
-__all__ = ["PauseGate"]
+__all__ = ["PauseGate", "SharedPause"]
+
+
+class SharedPause(Protocol):
+    """A pause's end shared by several processes (clock time, ``0.0``: none)."""
+
+    def read(self) -> float:
+        """The shared pause's end."""
+        ...
+
+    def push(self, until: float) -> None:
+        """Make the shared pause last until ``until``, unless it already lasts longer."""
+        ...
 
 
 @final
 class PauseGate(Owned):
     """Calls of one function wait until ``until`` (clock time); ``0.0`` when open."""
 
-    __slots__ = ("_lock", "_owner", "until")
+    __slots__ = ("_lock", "_owner", "link", "until")
 
     def __init__(self) -> None:
         #: The clock time the pause ends, or ``0.0`` when there is none (falsy: open).
         self.until = 0.0
+        #: The pause shared with the other processes of a map, or None (this process alone).
+        self.link: SharedPause | None = None
         self._lock = forksafe.lock()
 
     def close(self, until: float) -> None:
         """Pause every call of the function until ``until``, or longer if it already is."""
         with self._lock:
             self.until = max(self.until, until)
+        link = self.link
+        if link is not None:
+            link.push(until)
+
+    def pull(self, now: float) -> None:
+        """Take on the shared pause, if it lasts past ``now`` (nothing to do when unlinked)."""
+        link = self.link
+        if link is not None:
+            shared = link.read()
+            if shared > now and shared > self.until:
+                with self._lock:
+                    self.until = max(self.until, shared)
 
     def wait(self, now: float) -> float:
         """Seconds a call starting at ``now`` waits; 0 once the pause is over (which opens it)."""
+        if self.link is not None:
+            self.pull(now)
         until = self.until
         if not until:
             return 0.0

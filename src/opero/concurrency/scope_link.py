@@ -1,0 +1,198 @@
+"""A process or Dask map's rate limit, held where the map is submitted, for every attempt.
+
+Why the workers call back to the parent (design (b) of issue 13), and not the
+parent driving each failing item's engine (design (a)): a server's ``Retry-After``
+must hold the items *already sent* to workers, which only the workers can do,
+and a retry's slot must be taken when the retry starts, which is after a backoff
+only the worker sees.  So a worker's pipeline gets a stand-in limiter,
+`RemoteLimit`: it books every start (first attempts, retries, fallback
+candidates; one per item with ``rate_limit_per="call"``) and every pause with
+the parent's own limiter through a `ScopeServer`, a thread of the parent that
+answers over a unix socket (``multiprocessing.connection``, with a random key).
+The one engine (``flow.recover``) still decides everything in the worker: the
+stand-in only answers "how long to wait" as the limiter would.  A round trip
+costs some 100 us, a cost only rate-limited maps pay (their calls are spaced
+anyway); a map without a rate limit shares its pause through memory instead
+(``pause_cell.py``).
+
+A worker that cannot reach the parent (a Dask worker on another host) falls back
+to a limiter of its own at the same rate (one WARNING): never unlimited.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, final
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection, Listener
+
+    from opero.core.pipeline import Pipeline
+    from opero.core.rate_limit import Limiter
+
+__all__ = ["RemoteLimit", "ScopeServer", "linked_pipeline"]
+
+logger = logging.getLogger("opero")
+
+#: Where a worker finds the parent's limiter: ``(socket path, key)``.
+Address = tuple[str, bytes]
+
+
+@final
+class ScopeServer:
+    """Answers the workers' bookings and pauses with the parent's own limiter (a thread)."""
+
+    __slots__ = ("_listener", "address", "pipeline")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        from multiprocessing.connection import Listener  # noqa: PLC0415
+
+        key = secrets.token_bytes(16)
+        self.pipeline = pipeline
+        self._listener: Listener = Listener(family="AF_UNIX", authkey=key)
+        #: What a worker is sent to reach this server.
+        self.address: Address = (str(self._listener.address), key)
+        threading.Thread(target=self._accept, name="opero-scope", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection = self._listener.accept()
+            except OSError:  # the listener is gone (interpreter exit)
+                return
+            except Exception:  # noqa: S112 - a client that failed the handshake: not ours
+                continue
+            threading.Thread(
+                target=self._serve, args=(connection,), name="opero-scope-worker", daemon=True
+            ).start()
+
+    def _serve(self, connection: Connection) -> None:
+        pipeline = self.pipeline
+        with connection:
+            while True:
+                try:
+                    request = connection.recv()
+                except (EOFError, OSError):
+                    return
+                if request[0] == "reserve":
+                    answer: Any = pipeline.reserve(request[1], request[2])
+                else:
+                    pipeline.pause(request[1])
+                    answer = True
+                connection.send(answer)
+
+
+@final
+class RemoteLimit:
+    """A worker's stand-in for the map's limiter: asks the parent (see the module's note).
+
+    Each worker pipeline has its own, used by one chunk at a time; the lock
+    serves an async chunk, whose tasks ask from helper threads.
+    """
+
+    __slots__ = ("_connection", "_fallback", "_lock", "address", "burst", "per_args", "rate")
+
+    def __init__(self, rate: float, burst: int, *, per_args: bool) -> None:
+        self.rate = rate
+        self.burst = burst
+        #: The parent's limiter is one per argument set: bookings carry the arguments.
+        self.per_args = per_args
+        #: The parent's server for the chunk now running (set by the worker for each chunk).
+        self.address: Address | None = None
+        self._connection: tuple[Address, Connection] | None = None
+        self._fallback: Limiter | None = None
+        self._lock = threading.Lock()
+
+    def _ask(self, request: tuple[Any, ...]) -> Any:
+        address = self.address
+        with self._lock:
+            held = self._connection
+            if held is None or held[0] != address:
+                if held is not None:
+                    held[1].close()
+                    self._connection = None
+                if address is None:
+                    return None
+                from multiprocessing.connection import Client  # noqa: PLC0415
+
+                try:
+                    held = (address, Client(address[0], family="AF_UNIX", authkey=address[1]))
+                except OSError:
+                    self.address = None
+                    logger.warning(
+                        "opero: this worker cannot reach its map's rate limit (another "
+                        "host?); it keeps the rate on its own"
+                    )
+                    return None
+                self._connection = held
+            held[1].send(request)
+            return held[1].recv()
+
+    def _local(self) -> Limiter:
+        if self._fallback is None:
+            from opero.core.rate_limit import Limiter  # noqa: PLC0415
+
+            self._fallback = Limiter(self.rate, self.burst)
+        return self._fallback
+
+    def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
+        """Book a start with the parent's limiter; the seconds to wait for it."""
+        request = ("reserve", args, kwargs) if self.per_args else ("reserve", (), {})
+        answer = self._ask(request)
+        return self._local().reserve(now) if answer is None else float(answer)
+
+    async def areserve_for(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
+    ) -> float:
+        """:meth:`reserve_for` from a helper thread, so the worker's loop runs on."""
+        import asyncio  # noqa: PLC0415
+
+        return await asyncio.to_thread(self.reserve_for, args, kwargs, now)
+
+    def pause_for(self, seconds: float, now: float) -> None:
+        """Pause the parent's limiter: no start booked afterwards, anywhere, comes sooner."""
+        if self._ask(("pause", seconds)) is None:
+            self._local().pause_for(seconds, now)
+
+    async def apause_for(self, seconds: float, now: float) -> None:
+        """:meth:`pause_for` from a helper thread."""
+        import asyncio  # noqa: PLC0415
+
+        await asyncio.to_thread(self.pause_for, seconds, now)
+
+
+def linked_pipeline(
+    factory: Callable[[Callable[..., Any], Mapping[str, Any]], Pipeline],
+    func: Callable[..., Any],
+    config: Mapping[str, Any],
+) -> Pipeline:
+    """A worker's pipeline: ``config`` without cache and rate limit, and a `RemoteLimit`
+    in the limiter's place when ``config`` has a rate limit."""
+    from opero.core.pipeline import Pipeline  # noqa: PLC0415
+
+    p = factory(func, {**config, "cache": False, "rate_limit": None})
+    if config["rate_limit"] is None:
+        return p
+    remote = RemoteLimit(
+        config["rate_limit"],
+        config["rate_limit_burst"],
+        per_args=config["rate_limit_scope"] == "per_args",
+    )
+    return Pipeline(
+        p.func,
+        p.name,
+        p.retry,
+        limiter=remote,
+        fallback=p.fallback,
+        callbacks=p.callbacks,
+        config=p.config,
+        is_async=p.is_async,
+        factory=p.factory,
+        routing=p.routing,
+        deadline=p.deadline,
+        attempt_timeout=p.attempt_timeout,
+        per_attempt=p.per_attempt,
+    )
