@@ -4,19 +4,18 @@ After the first call of the function raised, :func:`recover` decides
 everything that follows: where each error goes (``fallback_on``, ``retry_on``),
 which candidate and attempt come next, how long to wait (the backoff, or the
 server's ``Retry-After`` if longer), which callback to fire, when to give up.
-When a call has a deadline, an attempt timeout or a result check, :func:`call`
-runs the whole call this way, its first rate slot and attempt included.  Both
-are generators that *yield* steps (:mod:`opero.core.steps`) and are *sent* what
-each produced, in the style of httpx's ``auth_flow``.  The sync and the async
-shell each drive them with a few lines (:func:`drive`, :func:`adrive`) that only
-call, sleep or await; so retry order, deadlines, callbacks and accounting exist once.
+When a call has a deadline or a result check, :func:`call` runs the whole call
+this way, its first rate slot and attempt included.  Both are generators that
+*yield* steps (:mod:`opero.core.steps`) and are *sent* what each produced, in the
+style of httpx's ``auth_flow``.  The sync and the async shell each drive them with
+a few lines (:func:`drive`, :func:`adrive`) that only loop; so retry order,
+deadlines, callbacks and accounting exist once.
 
 Otherwise the success path never gets here: the shells make the first call themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opero.core.drivers import adrive, drive
@@ -57,7 +56,6 @@ def recover(
     p: Pipeline,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    candidates: Sequence[Any] | None,
     error: BaseException,
     *,
     run: Run | None = None,
@@ -68,10 +66,13 @@ def recover(
     it is (counted, and ``on_failure`` fired, if it is an ``Exception``); a covered
     one moves on to the next candidate or attempt, until one succeeds, every one
     has failed (``AllFailedError``) or the deadline allows no more (``DeadlineExceeded``).
+    The candidates are read from ``args`` and ``kwargs`` again, as the first call
+    read them (an empty list raises its ``ConfigurationError`` here, unwrapped).
     """
     callbacks = p.callbacks
     if run is None:
-        run = Run(p, args, kwargs, candidates)
+        fallback = p.fallback
+        run = Run(p, args, kwargs, None if fallback is None else fallback.candidates(args, kwargs))
     while True:
         if run.cut_by_deadline(error):
             run.errors.append(error)
@@ -86,7 +87,7 @@ def recover(
             yield from _propagate(p, error)
             return
         delay, asked = run.failed(error, to_fallback=to_fallback, to_retry=to_retry)
-        if asked is not None and candidates is None:
+        if asked is not None and run.candidates is None:
             yield Pause(p, asked)  # other callers would only earn the same refusal
         if delay is None:
             yield from _fail(p, run.give_up(), error)
@@ -100,18 +101,14 @@ def recover(
         if step is None:
             yield from _fail(p, run.expired(), error)
             return
-        ok, outcome = yield step
-        if ok:
-            rejected = yield from _rejected(p, run, outcome)
-            if rejected is None:
-                yield from _succeed(p, outcome)
-                return
-            outcome = rejected
-        error = outcome
+        failed = yield from _attempt(p, run, step)
+        if failed is None:
+            return
+        error = failed
 
 
 def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
-    """A whole call, from its first rate slot: for a deadline, an attempt timeout or a result check.
+    """A whole call, from its first rate slot: for a deadline or a result check.
 
     The deadline counts from here, so the rate-limit wait is inside it.
     """
@@ -126,16 +123,24 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
         yield from _fail(p, run.expired(), None)
         return
     next(p.counters.entries)
-    step.args, step.kwargs, candidates = p.first_call(args, kwargs)  # as the shell counts it
-    run.candidates = candidates
+    step.args, step.kwargs, run.candidates = p.first_call(args, kwargs)  # as the shell counts it
+    error = yield from _attempt(p, run, step)
+    if error is not None:
+        yield from recover(p, args, kwargs, error, run=run)
+
+
+def _attempt(p: Pipeline, run: Run, step: Call) -> Any:  # a sub-flow: the error, or None
+    """Make the call ``step``; None once the call has ended with its result, else its error
+    (what it raised, or the `ResultRejected` standing for a result ``retry_if_result`` refused).
+    """
     ok, outcome = yield step
     if ok:
         rejected = yield from _rejected(p, run, outcome)
         if rejected is None:
             yield from _succeed(p, outcome)
-            return
-        outcome = rejected
-    yield from recover(p, args, kwargs, candidates, outcome, run=run)
+            return None
+        return rejected
+    return outcome
 
 
 def _start(

@@ -156,7 +156,7 @@ class Run:
         pipeline, deadline = self.pipeline, self.deadline
         timeout = pipeline.attempt_timeout
         if deadline is None and timeout is None:
-            return Call(args, kwargs)
+            return Call(pipeline.func, args, kwargs)
         now = clock.now()
         if deadline is not None and now >= deadline:
             return None
@@ -165,7 +165,7 @@ class Run:
             until = now + timeout
         self.timed_by_deadline = until == deadline
         cut = timeout is not None or pipeline.is_async
-        return Call(args, kwargs, until, cut=cut)
+        return Call(pipeline.func, args, kwargs, until, cut=cut)
 
     def cut_by_deadline(self, error: BaseException) -> bool:
         """``error`` is the TimeoutError of an attempt the deadline stopped."""

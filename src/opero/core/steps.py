@@ -4,12 +4,17 @@ Each step is one thing only a driver can do, because it calls, sleeps or
 awaits: `Call` the function, `Wait`, `Reserve` a rate slot, `Pause` the
 rate-limit scope, `Check` a result, `Fire` a callback.  `End` carries the
 outcome.  The engine yields them and is sent back what each produced.
+
+Each step does itself: ``do()`` in the calling thread, ``ado()`` in the calling
+task, each a line or two over the one I/O call it stands for.  So the drivers
+(:mod:`opero.core.drivers`) only loop, and no dispatch on the kind of step is
+written twice.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core import clock
@@ -42,20 +47,54 @@ class Call:
     waiting for the attempt then (``attempt_timeout=``, or a deadline on async code).
     """
 
-    __slots__ = ("args", "cut", "kwargs", "until")
+    __slots__ = ("args", "cut", "fn", "kwargs", "until")
 
     def __init__(
         self,
+        fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         until: float | None = None,
         *,
         cut: bool = False,
     ) -> None:
+        self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.until = until
         self.cut = cut
+
+    def do(self) -> tuple[bool, Any]:
+        """Make the call in this thread (a cut one on a worker thread); never raises."""
+        try:
+            return True, self._result()
+        except BaseException as exc:
+            return False, exc
+
+    async def ado(self) -> tuple[bool, Any]:
+        """Await the call in this task (cut at ``until``); never raises."""
+        try:
+            return True, await self._awaitable()
+        except BaseException as exc:
+            return False, exc
+
+    def _result(self) -> Any:
+        if self.until is None:
+            return self.fn(*self.args, **self.kwargs)
+        from opero.core.deadline import attempt_bound  # noqa: PLC0415 - bounded calls only
+        from opero.core.timeouts import call_within  # noqa: PLC0415
+
+        if self.cut:  # on a worker thread, abandoned at the end; it sees the end in remaining()
+            return call_within(self.fn, self.args, self.kwargs, self.until - clock.now())
+        with attempt_bound(self.until):  # a deadline alone: in this thread, not cut
+            return self.fn(*self.args, **self.kwargs)
+
+    def _awaitable(self) -> Awaitable[Any]:
+        if self.until is None:
+            return self.fn(*self.args, **self.kwargs)  # type: ignore[no-any-return]
+        from opero.core.timeouts import acall_within  # noqa: PLC0415 - bounded calls only
+
+        return acall_within(self.fn, self.args, self.kwargs, self.until - clock.now())
 
 
 @final
@@ -90,6 +129,9 @@ class Wait:
             raise
         self.counters.add_wait(self.seconds)
 
+    do = sleep
+    ado = asleep
+
 
 @final
 class Reserve:
@@ -102,6 +144,14 @@ class Reserve:
         self.args = args
         self.kwargs = kwargs
 
+    def do(self) -> float:
+        """The seconds to wait for the slot."""
+        return self.pipeline.reserve(self.args, self.kwargs)
+
+    async def ado(self) -> float:
+        """:meth:`do`, a shared limiter asked without blocking the loop."""
+        return await self.pipeline.areserve(self.args, self.kwargs)
+
 
 @final
 class Pause:
@@ -112,6 +162,14 @@ class Pause:
     def __init__(self, pipeline: Pipeline, seconds: float) -> None:
         self.pipeline = pipeline
         self.seconds = seconds
+
+    def do(self) -> None:
+        """Pause the scope."""
+        self.pipeline.pause(self.seconds)
+
+    async def ado(self) -> None:
+        """:meth:`do`, a shared limiter told without blocking the loop."""
+        await self.pipeline.apause(self.seconds)
 
 
 @final
@@ -124,6 +182,19 @@ class Check:
         self.predicate = predicate
         self.value = value
 
+    def do(self) -> bool:
+        """The verdict: True to reject the result."""
+        return bool(self.predicate(self.value))
+
+    async def ado(self) -> bool:
+        """The verdict of a sync or async predicate."""
+        import inspect  # noqa: PLC0415 - result checks only; keeps `import opero` light
+
+        verdict = self.predicate(self.value)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return bool(verdict)
+
 
 @final
 class Fire:
@@ -135,6 +206,14 @@ class Fire:
         self.callback = callback
         self.args = args
 
+    def do(self) -> None:
+        """Fire it in this thread."""
+        self.callback.fire(*self.args)
+
+    async def ado(self) -> None:
+        """Fire it, an async callback awaited."""
+        await self.callback.fire_async(*self.args)
+
 
 @final
 class End:
@@ -145,6 +224,12 @@ class End:
     def __init__(self, value: Any = None, error: BaseException | None = None) -> None:
         self.value = value
         self.error = error
+
+    def outcome(self) -> Any:
+        """The call's result, or raise its error (what a driver returns)."""
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 Step = Call | Wait | Reserve | Pause | Check | Fire | End
