@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final, final
 
 import redis
@@ -147,17 +148,7 @@ class RedisLimiter(Owned):
         can take a while), so ``now`` is not used; the shared schedule runs on
         the server's clock.
         """
-        if self._cool.available():
-            try:
-                answer = self._script(keys=[self._key], args=self._script_args)
-            except _UNAVAILABLE as error:
-                self._lost(error)
-            except BaseException:
-                self._cool.release()
-                raise
-            else:
-                return self._shared_start(answer)
-        return self._own_start()
+        return self._start(self._ask(self._script_args))
 
     async def areserve_for(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float
@@ -165,18 +156,7 @@ class RedisLimiter(Owned):
         """:meth:`reserve_for` without blocking the event loop."""
         if self._async_factory is None:
             return await asyncio.to_thread(self.reserve_for, args, kwargs, now)
-        if self._cool.available():
-            try:
-                script = await self._script_for_running_loop(self._async_factory)
-                answer = await script(keys=[self._key], args=self._script_args)
-            except _UNAVAILABLE as error:
-                self._lost(error)
-            except BaseException:  # cancelled while asking: let the next call probe
-                self._cool.release()
-                raise
-            else:
-                return self._shared_start(answer)
-        return self._own_start()
+        return self._start(await self._aask(self._async_factory, self._script_args))
 
     def pause_for(self, seconds: float, now: float) -> None:
         """Hold every process's next start on this scope until ``seconds`` from now.
@@ -187,41 +167,51 @@ class RedisLimiter(Owned):
         pause holds, and a shared start redis gives once it answers again is
         still kept clear of it.
         """
-        if not pausing(seconds):
-            return
-        shared = False
-        if self._cool.available():
-            try:
-                self._script(keys=[self._key], args=self._pause_args(seconds))
-            except _UNAVAILABLE as error:
-                self._lost(error)
-            except BaseException:
-                self._cool.release()
-                raise
-            else:
-                shared = True
-        self._pause_here(seconds, shared=shared)
+        if pausing(seconds):
+            answer = self._ask(self._pause_args(seconds))
+            self._pause_here(seconds, shared=answer is not None)
 
     async def apause_for(self, seconds: float, now: float) -> None:
         """:meth:`pause_for` without blocking the event loop."""
         if self._async_factory is None:
             await asyncio.to_thread(self.pause_for, seconds, now)
-            return
-        if not pausing(seconds):
-            return
-        shared = False
+        elif pausing(seconds):
+            answer = await self._aask(self._async_factory, self._pause_args(seconds))
+            self._pause_here(seconds, shared=answer is not None)
+
+    def _ask(self, script_args: tuple[str, ...]) -> bytes | str | None:
+        """Run the script on the sync client; None while redis rests or cannot be reached."""
         if self._cool.available():
-            try:
-                script = await self._script_for_running_loop(self._async_factory)
-                await script(keys=[self._key], args=self._pause_args(seconds))
-            except _UNAVAILABLE as error:
-                self._lost(error)
-            except BaseException:
-                self._cool.release()
-                raise
-            else:
-                shared = True
-        self._pause_here(seconds, shared=shared)
+            with self._asking():
+                return self._script(keys=[self._key], args=script_args)  # type: ignore[no-any-return]
+        return None
+
+    async def _aask(
+        self, factory: Callable[[], redis.asyncio.Redis], script_args: tuple[str, ...]
+    ) -> bytes | str | None:
+        """:meth:`_ask` on this loop's async client."""
+        if self._cool.available():
+            with self._asking():
+                script = await self._script_for_running_loop(factory)
+                return await script(keys=[self._key], args=script_args)  # type: ignore[no-any-return]
+        return None
+
+    @contextmanager
+    def _asking(self) -> Iterator[None]:
+        """What a failed ask of redis means, sync or async alike: redis unavailable rests it
+        for a cool-down (the error is swallowed: the caller goes on in-process); any other
+        error (a cancel, Ctrl-C) propagates and lets the next caller probe."""
+        try:
+            yield
+        except _UNAVAILABLE as error:
+            self._lost(error)
+        except BaseException:
+            self._cool.release()
+            raise
+
+    def _start(self, answer: bytes | str | None) -> float:
+        """The wait for the start redis gave, or (no answer) for this process's own next one."""
+        return self._own_start() if answer is None else self._shared_start(answer)
 
     def _pause_args(self, seconds: float) -> tuple[str, str, str]:
         return (*self._script_args, repr(seconds * 1e6))
