@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import final
 
 from opero.core import clock as _clock
@@ -180,12 +179,7 @@ class FakeClock:
         self._previous.append(_clock.install(self))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:  # an error in the block passes through
         _clock.install(self._previous.pop())
 
 

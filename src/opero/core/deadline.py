@@ -18,7 +18,6 @@ Python 3.14; copy the context for it (``contextvars.copy_context().run``) if it 
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
-from types import TracebackType
 from typing import final
 
 from opero.core import clock as _clock
@@ -103,11 +102,6 @@ class attempt_bound:  # noqa: N801 - used as a function: ``with attempt_bound(un
         if self._until is not None:
             self._token = enter_bound(self._until)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:  # an error in the block passes through
         token, self._token = self._token, None
         leave_bound(token)
