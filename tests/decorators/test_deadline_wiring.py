@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -210,17 +211,37 @@ def test_attempt_timeout_is_cut_to_the_time_left(clock: FakeClock, shell: Shell)
     assert seen == [5.0, 5.0, 2.0]
 
 
+def _ends_within_50ms(run_once: Callable[[], float]) -> None:
+    """Issue 13: a 0.5 s budget ends within 50 ms of it, in real time.
+
+    The engine's end is deterministic (no wait is started past the deadline, and the
+    last attempt is cut at it); only the scheduler of a loaded machine adds lateness.
+    So every run must end before 0.5 + 0.25 s, and at least one of up to three runs
+    within 0.5 + 0.05 s.  ``run_once`` returns the seconds one call took.
+    """
+    late: list[float] = []
+    for _ in range(3):
+        elapsed = run_once()
+        assert 0.45 <= elapsed < 0.5 + 0.25
+        if elapsed < 0.5 + 0.05:
+            return
+        late.append(round(elapsed - 0.5, 3))
+    pytest.fail(f"no call ended within 50 ms of its 0.5 s deadline (seconds late: {late})")
+
+
 def test_real_time_a_half_second_budget_ends_on_time_async() -> None:
     @opero.opero(retries=50, min_delay=0.05, deadline=0.5)
     async def hangs() -> None:
         await asyncio.sleep(0.3)
         raise ConnectionError("slow")
 
-    start = time.monotonic()
-    with pytest.raises(DeadlineExceeded):
-        asyncio.run(hangs())
-    elapsed = time.monotonic() - start
-    assert 0.45 <= elapsed < 0.5 + 0.25  # the issue's 50 ms, with room for a loaded machine
+    async def timed() -> float:
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await hangs()
+        return time.monotonic() - start
+
+    _ends_within_50ms(lambda: asyncio.run(timed()))
 
 
 def test_real_time_a_half_second_budget_ends_on_time_sync() -> None:
@@ -228,11 +249,13 @@ def test_real_time_a_half_second_budget_ends_on_time_sync() -> None:
     def hangs() -> None:
         time.sleep(0.6)
 
-    start = time.monotonic()
-    with pytest.raises(DeadlineExceeded):
-        hangs()
-    elapsed = time.monotonic() - start
-    assert 0.45 <= elapsed < 0.5 + 0.25
+    def timed() -> float:
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            hangs()
+        return time.monotonic() - start
+
+    _ends_within_50ms(timed)
 
 
 def test_deadline_exceeded_fires_on_failure_once(clock: FakeClock, shell: Shell) -> None:
