@@ -2,10 +2,11 @@
 
 `MapLink` is the parent's half, one per mapped function, made on the first map
 (and again in a forked child, which must not answer for its parent): a
-`ScopeServer` when the function has a rate limit, else a `PauseCell` linked to
-the function's ``PauseGate``.  What it sends with every chunk (`MapLink.wire`)
-is small and plain; `attach` is the worker's half, which points the chunk's
-pipeline at it before the chunk runs.  See ``scope_link.py`` for why.
+`PauseCell` for a server's pause, and a `ScopeServer` when the function has a
+rate limit (else the cell is linked to the function's ``PauseGate``).  What it
+sends with every chunk (`MapLink.wire`) is small and plain; `attach` is the
+worker's half, which points the chunk's pipeline at it before the chunk runs.
+See ``scope_link.py`` for why.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     from opero.core.pipeline import Pipeline
 
-__all__ = ["MapLink", "Wire", "attach"]
+__all__ = ["LATE", "Link", "MapLink", "Wire", "attach"]
 
-#: What a chunk carries: ``("server", (path, key))``, ``("cell", path)``, or None.
+#: What every chunk of a map carries: ``("server", ((socket path, key), cell path))``,
+#: ``("cell", cell path)``, or None.
 Wire = tuple[str, Any] | None
+#: A chunk's link: the map's wire, and when the parent sent it (clock time).
+Link = tuple[Wire, float]
+#: A rate-limited item that starts later than this after it was sent (it waited for a busy
+#: worker) books a fresh slot: the one booked when it was sent has passed unused, and
+#: starting now would crowd the starts booked since.
+LATE = 0.01
 
 
 @final
@@ -46,31 +54,36 @@ class MapLink:
         return self._wire
 
     def _open(self) -> Wire:
+        from opero.concurrency.pause_cell import PauseCell  # noqa: PLC0415
+
         p = self.pipeline
+        cell = PauseCell()
         if p.limiter is not None:
             from opero.concurrency.scope_link import ScopeServer  # noqa: PLC0415
 
-            return ("server", ScopeServer(p).address)
-        from opero.concurrency.pause_cell import PauseCell  # noqa: PLC0415
-
-        cell = PauseCell()
+            return ("server", (ScopeServer(p).address, cell.path))
         p.gate.link = cell  # the parent's own gate reads the workers' pauses too
         return ("cell", cell.path)
 
 
-def attach(p: Pipeline, wire: Wire) -> None:
+def attach(p: Pipeline, link: Link) -> None:
     """In a worker: point the chunk's pipeline ``p`` at its map's parent (see `MapLink`)."""
+    wire, sent_at = link
     if wire is None:
         return
+    from opero.concurrency.pause_cell import open_cell  # noqa: PLC0415
+    from opero.core import clock  # noqa: PLC0415
+
     kind, where = wire
     if kind == "server":
         from opero.concurrency.scope_link import RemoteLimit  # noqa: PLC0415
 
-        if type(p.limiter) is RemoteLimit:
-            p.limiter.address = where
+        limiter = p.limiter
+        if type(limiter) is RemoteLimit:
+            limiter.address, limiter.cell = where[0], open_cell(where[1])
+            # The chunk's one item: the parent booked its first start as it sent it.
+            limiter.prepaid = clock.now() - sent_at <= LATE
         return
-    from opero.concurrency.pause_cell import open_cell  # noqa: PLC0415
-    from opero.core import clock  # noqa: PLC0415
 
     gate = p.gate
     gate.link = open_cell(where)

@@ -5,15 +5,18 @@ parent driving each failing item's engine (design (a)): a server's ``Retry-After
 must hold the items *already sent* to workers, which only the workers can do,
 and a retry's slot must be taken when the retry starts, which is after a backoff
 only the worker sees.  So a worker's pipeline gets a stand-in limiter,
-`RemoteLimit`: it books every start (first attempts, retries, fallback
-candidates; one per item with ``rate_limit_per="call"``) and every pause with
-the parent's own limiter through a `ScopeServer`, a thread of the parent that
-answers over a unix socket (``multiprocessing.connection``, with a random key).
-The one engine (``flow.recover``) still decides everything in the worker: the
-stand-in only answers "how long to wait" as the limiter would.  A round trip
-costs some 100 us, a cost only rate-limited maps pay (their calls are spaced
-anyway); a map without a rate limit shares its pause through memory instead
-(``pause_cell.py``).
+`RemoteLimit`: it books every retry and fallback candidate (none with
+``rate_limit_per="call"``) and every pause with the parent's own limiter through
+a `ScopeServer`, a thread of the parent that answers over a unix socket
+(``multiprocessing.connection``, with a random key).  An item's first attempt
+keeps the slot the parent booked before sending it (so a waiting item holds no
+worker), and waits only for a pause begun since, which every pause also writes
+to the map's shared-memory cell (``pause_cell.py``); an item that starts late
+(it waited for a busy worker, ``map_link.LATE``) books a fresh slot instead, so
+every start happens at a slot booked for it.  The one engine
+(``flow.recover``) still decides everything in the worker: the stand-in only
+answers "how long to wait" as the limiter would.  A round trip costs some
+100 us, paid by retries of rate-limited maps only.
 
 A worker that cannot reach the parent (a Dask worker on another host) falls back
 to a limiter of its own at the same rate (one WARNING): never unlimited.
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection, Listener
 
+    from opero.core.gate import SharedPause
     from opero.core.pipeline import Pipeline
     from opero.core.rate_limit import Limiter
 
@@ -93,7 +97,17 @@ class RemoteLimit:
     serves an async chunk, whose tasks ask from helper threads.
     """
 
-    __slots__ = ("_connection", "_fallback", "_lock", "address", "burst", "per_args", "rate")
+    __slots__ = (
+        "_connection",
+        "_fallback",
+        "_lock",
+        "address",
+        "burst",
+        "cell",
+        "per_args",
+        "prepaid",
+        "rate",
+    )
 
     def __init__(self, rate: float, burst: int, *, per_args: bool) -> None:
         self.rate = rate
@@ -102,6 +116,11 @@ class RemoteLimit:
         self.per_args = per_args
         #: The parent's server for the chunk now running (set by the worker for each chunk).
         self.address: Address | None = None
+        #: The map's pause, shared in memory: what a prepaid first attempt waits for.
+        self.cell: SharedPause | None = None
+        #: The next booking is the chunk's first attempt, which the parent booked when it
+        #: sent the chunk (a rate-limited map sends one item per chunk), and it is on time.
+        self.prepaid = False
         self._connection: tuple[Address, Connection] | None = None
         self._fallback: Limiter | None = None
         self._lock = threading.Lock()
@@ -139,7 +158,15 @@ class RemoteLimit:
         return self._fallback
 
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
-        """Book a start with the parent's limiter; the seconds to wait for it."""
+        """Book a start with the parent's limiter; the seconds to wait for it.
+
+        The item's first attempt was booked by the parent: it waits only for a
+        pause that began since, read from the shared cell (no round trip).
+        """
+        if self.prepaid:
+            self.prepaid = False
+            until = self.cell.read() if self.cell is not None else 0.0
+            return until - now if until > now else 0.0
         request = ("reserve", args, kwargs) if self.per_args else ("reserve", (), {})
         answer = self._ask(request)
         return self._local().reserve(now) if answer is None else float(answer)
@@ -153,7 +180,12 @@ class RemoteLimit:
         return await asyncio.to_thread(self.reserve_for, args, kwargs, now)
 
     def pause_for(self, seconds: float, now: float) -> None:
-        """Pause the parent's limiter: no start booked afterwards, anywhere, comes sooner."""
+        """Pause the parent's limiter: no start booked afterwards, anywhere, comes sooner.
+
+        The shared cell holds the first attempts already sent (see `reserve_for`).
+        """
+        if self.cell is not None:
+            self.cell.push(now + seconds)
         if self._ask(("pause", seconds)) is None:
             self._local().pause_for(seconds, now)
 

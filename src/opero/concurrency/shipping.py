@@ -14,23 +14,26 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import Batch, Chunk
+from opero.core import clock
 from opero.exceptions import ConcurrencyError
 
 if TYPE_CHECKING:
+    from opero.concurrency.map_link import Link
     from opero.concurrency.plan import MapPlan
     from opero.concurrency.worker import Delta, WorkerSpec
     from opero.core.stats import Counters
 
 __all__ = ["Shipment", "dumps"]
 
-#: What a worker task is called with: ``(spec key, spec blob, packed items, packed extra)``.
-Task = tuple[str, bytes, bytes, bytes]
+#: What a worker task is called with: ``(spec key, spec blob, packed items, packed extra,
+#: link)``; the link is the map's wire and when the chunk was sent (``Link``).
+Task = tuple[str, bytes, bytes, bytes, "Link"]
 
 
 class Shipment:
     """One map's way to its workers: packs chunks into tasks, unpacks what comes back."""
 
-    __slots__ = ("counters", "extra", "report", "spec")
+    __slots__ = ("counters", "extra", "report", "spec", "wire")
 
     def __init__(
         self,
@@ -44,9 +47,10 @@ class Shipment:
             raise TypeError(msg)
         self.spec: WorkerSpec = plan.spec
         self.counters: Counters = plan.pipeline.counters
-        #: The map's extra arguments and its link to this process, packed once for every chunk.
-        link = plan.link.wire() if plan.link is not None else None
-        self.extra = dumps((args, kwargs, link))
+        #: The map's extra arguments, packed once for every chunk.
+        self.extra = dumps((args, kwargs))
+        #: How the workers reach this process's limiter or pause (``map_link.py``).
+        self.wire = plan.link.wire() if plan.link is not None else None
         #: Takes the batch of an item that could not be packed.
         self.report = report
 
@@ -57,8 +61,9 @@ class Shipment:
         to ``report`` and the rest of the chunk is sent.
         """
         spec = self.spec
+        link = (self.wire, clock.now())  # sent now: its first start was booked just before
         try:
-            return chunk, (spec.key, spec.blob, dumps(chunk[1]), self.extra)
+            return chunk, (spec.key, spec.blob, dumps(chunk[1]), self.extra, link)
         except Exception:
             kept: tuple[list[int], list[Any]] = ([], [])
             for index, item in zip(*chunk, strict=True):
@@ -75,7 +80,7 @@ class Shipment:
                     kept[1].append(item)
             if not kept[0]:
                 return None
-            return kept, (spec.key, spec.blob, dumps(kept[1]), self.extra)
+            return kept, (spec.key, spec.blob, dumps(kept[1]), self.extra, link)
 
     def unpack(self, payload: tuple[list[Any], list[int], Delta]) -> tuple[list[Any], list[int]]:
         """A chunk's ``(values, failed)``; its worker-side counts go to the statistics."""

@@ -54,7 +54,7 @@ class DaskSubmitter:
         future = (
             self.tasks.submit(run_chunk_in_worker, *task)
             if self.timeout is None  # else the worker keeps the deadline, from the start
-            else self.tasks.submit(run_chunk_with_deadline, *task, self.timeout)
+            else self.tasks.submit(run_chunk_with_deadline, *task[:4], self.timeout, task[4])
         )
         if alone:
             self.lone.add(future)

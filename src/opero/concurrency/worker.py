@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
-from opero.concurrency.map_link import attach
+from opero.concurrency.map_link import Link, attach
 from opero.exceptions import ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -59,11 +59,14 @@ class WorkerSpec:
 _IDLE_CALLS: dict[str, list[Shell]] = {}
 
 
-def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes) -> bytes:
+def run_chunk_in_worker(
+    key: str, blob: bytes, packed_items: bytes, extra: bytes, link: Link | None = None
+) -> bytes:
     """Run in a worker process: the chunk's ``(values, failed positions, Delta)``, pickled here.
 
     Items arrive pickled by the parent (cloudpickle when plain pickle cannot),
-    so lambdas and local classes can be items too.
+    so lambdas and local classes can be items too.  ``link``: how this worker
+    reaches the map's limiter and pause (``map_link.py``).
     """
     import pickle  # noqa: PLC0415
 
@@ -74,8 +77,9 @@ def run_chunk_in_worker(key: str, blob: bytes, packed_items: bytes, extra: bytes
     except IndexError:
         build = pickle.loads(blob)  # noqa: S301 - our own bytes, from the parent
         call = build()
-    args, kwargs, wire = pickle.loads(extra)  # noqa: S301
-    attach(call.pipeline, wire)  # every start and pause through the map's parent
+    args, kwargs = pickle.loads(extra)  # noqa: S301
+    if link is not None:
+        attach(call.pipeline, link)  # every start and pause through the map's parent
     before = call.tally()
     try:
         if call.is_async:
@@ -115,8 +119,8 @@ def _delta(before: Any, after: tuple[int, int, int, float]) -> Delta:
     return (retries - before[0], fallbacks - before[1], failures - before[2], waited - before[3])
 
 
-def run_chunk_with_deadline(
-    key: str, blob: bytes, packed_items: bytes, extra: bytes, timeout: float
+def run_chunk_with_deadline(  # noqa: PLR0917 - a task's fields, in its order
+    key: str, blob: bytes, packed_items: bytes, extra: bytes, timeout: float, link: Link | None
 ) -> bytes:
     """Run on a Dask worker: the chunk, given ``timeout`` seconds from when it starts here.
 
@@ -130,7 +134,7 @@ def run_chunk_with_deadline(
 
     def run() -> None:
         try:
-            outcome.append(run_chunk_in_worker(key, blob, packed_items, extra))
+            outcome.append(run_chunk_in_worker(key, blob, packed_items, extra, link))
         except BaseException as exc:  # handed to the worker's thread below
             problem.append(exc)
 
