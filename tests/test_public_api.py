@@ -15,8 +15,10 @@ def test_exports_are_pinned() -> None:
     assert sorted(opero.__all__) == sorted(
         [
             "AllFailedError",
+            "Breaker",
             "CacheKeyWarning",
             "CancelledItemError",
+            "CircuitOpenError",
             "ConcurrencyError",
             "ConfigurationError",
             "DeadlineExceeded",
@@ -47,6 +49,7 @@ def test_exception_hierarchy() -> None:
         opero.ConfigurationError,
         opero.ConcurrencyError,
         opero.CancelledItemError,
+        opero.CircuitOpenError,
     ):
         assert issubclass(cls, opero.OperoError)
     assert issubclass(opero.ConfigurationError, ValueError)

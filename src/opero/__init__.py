@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+from opero.core.breaker import Breaker
 from opero.core.cache import clear_cache
 from opero.core.deadline import remaining
 from opero.decorators.opero import OperoFunction, opero
@@ -22,6 +23,7 @@ from opero.exceptions import (
     AllFailedError,
     CacheKeyWarning,
     CancelledItemError,
+    CircuitOpenError,
     ConcurrencyError,
     ConfigurationError,
     DeadlineExceeded,
@@ -38,8 +40,10 @@ __version__ = "3.0.0a1"
 
 __all__ = [
     "AllFailedError",
+    "Breaker",
     "CacheKeyWarning",
     "CancelledItemError",
+    "CircuitOpenError",
     "ConcurrencyError",
     "ConfigurationError",
     "DeadlineExceeded",

@@ -15,6 +15,7 @@ __all__ = [
     "AttemptError",
     "CacheKeyWarning",
     "CancelledItemError",
+    "CircuitOpenError",
     "ConcurrencyError",
     "ConfigurationError",
     "DeadlineExceeded",
@@ -153,6 +154,50 @@ class ResultRejected(OperoError):  # noqa: N818 - it names what happened to the 
 
     def __reduce__(self) -> tuple[type[ResultRejected], tuple[str, object]]:
         return (type(self), (str(self.args[0]) if self.args else "", self.result))
+
+
+class CircuitOpenError(OperoError):
+    """Every breaker that could take the call is open, so nothing was called.
+
+    Raised at once, before any call, rate slot or attempt is spent.  It names the
+    open candidates by index (never by value) and when the first one lets a probe
+    through again.
+
+    Attributes:
+        candidates: the indexes of the open candidates; ``()`` for a function's own
+            ``circuit_breaker=``.
+        retry_in: seconds from the raise until the first breaker reopens, or None when
+            none is waiting on a time (every half-open probe is in flight).
+        reopens_at: the same moment as wall-clock time (``time.time()`` seconds), which
+            still means something in another process; None with ``retry_in``.
+
+    Examples:
+        >>> import pickle
+        >>> err = CircuitOpenError("all 2 candidates open", candidates=(0, 1), retry_in=4.5)
+        >>> copy = pickle.loads(pickle.dumps(err))
+        >>> copy.candidates, copy.retry_in, str(copy)
+        ((0, 1), 4.5, 'all 2 candidates open')
+    """
+
+    def __init__(
+        self,
+        message: str,
+        candidates: Sequence[int] = (),
+        retry_in: float | None = None,
+        reopens_at: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.candidates: tuple[int, ...] = tuple(candidates)
+        self.retry_in = retry_in
+        self.reopens_at = reopens_at
+
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[CircuitOpenError], tuple[str, tuple[int, ...], float | None, float | None]
+    ]:
+        message = str(self.args[0]) if self.args else ""
+        return (type(self), (message, self.candidates, self.retry_in, self.reopens_at))
 
 
 class ConcurrencyError(OperoError):

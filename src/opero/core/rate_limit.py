@@ -121,6 +121,10 @@ class Limiter(Owned):
         """:meth:`reserve_for` for async callers: in-process, it never blocks."""
         return self.reserve(now)
 
+    def next_start(self, now: float) -> float:
+        """When the next call could start, without reserving it (``now`` if at once)."""
+        return max(now, self._tat - (self.burst - 1) * self.interval)
+
     def idle(self, now: float) -> bool:
         """True when a fresh limiter would behave the same (nothing reserved ahead)."""
         return self._tat <= now

@@ -1,0 +1,111 @@
+"""A closed breaker's sliding windows: the last N calls, or the last N seconds.
+
+Each ``add(now, failed)`` records one outcome and answers the ratio rule: True when
+the window holds at least ``minimum`` calls and failures / calls has reached
+``ratio`` (resilience4j's ``CircuitBreakerMetrics.checkIfThresholdsExceeded``).
+Both hold a bounded amount of memory, however fast the calls come; the caller holds
+the breaker's lock around ``add``.  A success can raise a time window's ratio (older
+successes expire), so only a count window takes successes without the lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Final, final
+
+__all__ = ["MAX_WINDOW_CALLS", "SLICES", "CountWindow", "TimeWindow"]
+
+#: A time window is kept as this many slices of ``window_seconds / SLICES`` each.
+SLICES: Final = 10
+#: The longest count window: a failure counts it (in C, some microseconds at most).
+MAX_WINDOW_CALLS: Final = 10_000
+
+
+@final
+class CountWindow:
+    """The last ``size`` outcomes (resilience4j's COUNT_BASED window).
+
+    A success is recorded without the breaker's lock (``success``): ``deque.append``
+    with a ``maxlen`` is one atomic C call, and a success cannot raise the failure
+    ratio of a count window; it can only bring the window up to ``minimum``, so only
+    then does it ask for the check.  A failure counts the window under the lock, in C
+    (``deque.count``, at most ``MAX_WINDOW_CALLS`` entries).
+
+    Examples:
+        >>> window = CountWindow(size=4, ratio=0.5, minimum=4)
+        >>> [window.add(0.0, failed) for failed in (True, True, False, False, False)]
+        [False, False, False, True, False]
+    """
+
+    __slots__ = ("_minimum", "_ratio", "_ring")
+
+    def __init__(self, size: int, ratio: float, minimum: int) -> None:
+        self._ring: deque[bool] = deque(maxlen=size)
+        self._ratio = ratio
+        self._minimum = minimum
+
+    def success(self) -> bool:
+        """Record a success; True when the ratio must be checked (the window just filled)."""
+        ring = self._ring
+        ring.append(False)
+        return len(ring) <= self._minimum
+
+    def add(self, now: float, failed: bool) -> bool:
+        """Record one outcome, pushing out the oldest once full; has the ratio been reached?"""
+        self._ring.append(failed)
+        return self.reached()
+
+    def reached(self) -> bool:
+        """Whether the window holds ``minimum`` calls and the failure ratio is reached."""
+        ring = self._ring
+        calls = len(ring)
+        return calls >= self._minimum and ring.count(True) / calls >= self._ratio
+
+
+@final
+class TimeWindow:
+    """The outcomes of the last ``seconds``, in slices (resilience4j's TIME_BASED window).
+
+    An outcome counts while its slice is one of the last ``SLICES``: it leaves the
+    window between 0.9 and 1.0 ``seconds`` after it was recorded.  A time earlier
+    than the newest slice (threads read the clock before taking the lock, so their
+    times may arrive out of order) is counted in the newest slice.
+
+    Examples:
+        >>> window = TimeWindow(seconds=10.0, ratio=0.5, minimum=2)
+        >>> window.add(0.0, True), window.add(5.0, False), window.add(12.0, True)
+        (False, True, True)
+        >>> window.add(25.0, False)
+        False
+    """
+
+    __slots__ = ("_calls", "_failures", "_minimum", "_ratio", "_slices", "_width")
+
+    def __init__(self, seconds: float, ratio: float, minimum: int) -> None:
+        self._width = seconds / SLICES
+        #: ``[slice number, calls, failures]``, oldest first.
+        self._slices: deque[list[int]] = deque()
+        self._calls = 0
+        self._failures = 0
+        self._ratio = ratio
+        self._minimum = minimum
+
+    def add(self, now: float, failed: bool) -> bool:
+        """Record one outcome, dropping slices that have left the window; ratio reached?"""
+        slices = self._slices
+        number = math.floor(now / self._width)
+        oldest = number - SLICES + 1
+        while slices and slices[0][0] < oldest:
+            _, calls, failures = slices.popleft()
+            self._calls -= calls
+            self._failures -= failures
+        if slices and slices[-1][0] >= number:
+            newest = slices[-1]
+            newest[1] += 1
+            newest[2] += failed
+        else:
+            slices.append([number, 1, int(failed)])
+        self._calls += 1
+        self._failures += failed
+        return self._calls >= self._minimum and self._failures / self._calls >= self._ratio

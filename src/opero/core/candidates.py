@@ -1,0 +1,233 @@
+"""Key pools without I/O: each candidate's health, and the order one attempt tries them in.
+
+An ``arg_fallback`` function's candidates are known by their index only (their
+values are often API keys).  For each one a :class:`Candidate` keeps what the order
+depends on: its breaker (if any), until when it rests after a server's 429 or
+``Retry-After`` (CONTRACT 34: that candidate only, the next one is tried at once),
+its own rate budget (``candidate_rate_limit=``) and how many calls it has in flight.
+
+:func:`order` turns that into the list of indexes one attempt walks:
+
+* ``"ordered"``: by index (the behaviour without a pool);
+* ``"round_robin"``: starting one further along on each call (the caller's cursor),
+  rotating among the candidates that are listed, so an open one's turns are shared;
+* ``"least_loaded"``: the candidate whose next rate slot is earliest first, then the
+  one with the fewest calls in flight; ties keep the round-robin rotation, so equally
+  idle candidates share the calls.
+
+Whatever the strategy, healthy candidates (closed, not resting) come before resting
+or half-open ones, and open ones are left out.  Like the breaker, nothing here reads
+a clock: the caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Final, Literal, Protocol, final
+
+from opero.core import forksafe, validate
+from opero.core.breaker import CLOSED, OPEN, Breaker, State
+from opero.core.breaker_state import BreakerState
+from opero.core.rate_limit import Limiter, pausing
+from opero.exceptions import ConfigurationError
+
+__all__ = ["STRATEGIES", "Candidate", "Cursor", "Health", "Strategy", "check_settings", "order"]
+
+Strategy = Literal["ordered", "round_robin", "least_loaded"]
+#: The accepted ``fallback_strategy`` values; the first is the default.
+STRATEGIES: Final = ("ordered", "round_robin", "least_loaded")
+
+
+class Health(Protocol):
+    """What :func:`order` reads about one candidate."""
+
+    in_flight: int
+
+    def state(self, now: float) -> State:
+        """``"closed"``, ``"open"`` or ``"half_open"`` (closed when it has no breaker)."""
+        ...
+
+    def resting(self, now: float) -> bool:
+        """Whether a server asked this candidate to wait, and the wait is not over."""
+        ...
+
+    def next_slot(self, now: float) -> float:
+        """When its budget lets the next call start (``now`` without a budget)."""
+        ...
+
+
+@final
+class Candidate:
+    """One candidate's live health: breaker, rest, budget, calls in flight.
+
+    Examples:
+        >>> key = Candidate(breaker=Breaker(failure_threshold=1), rate=2.0)
+        >>> key.rest(now=0.0, seconds=5.0)
+        >>> key.resting(4.9), key.resting(5.0), key.next_slot(0.0)
+        (True, False, 0.0)
+    """
+
+    __slots__ = ("_lock", "breaker", "budget", "in_flight", "rest_until")
+
+    def __init__(
+        self, breaker: Breaker | None = None, rate: float | None = None, burst: int = 1
+    ) -> None:
+        #: The breaker's state, or None when the pool has no breakers.
+        self.breaker = None if breaker is None else BreakerState(breaker)
+        #: The candidate's own limiter (``candidate_rate_limit=``), or None.
+        self.budget = None if rate is None else Limiter(rate, burst)
+        #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
+        self.rest_until = -math.inf
+        #: Calls started on it and not yet ended (``least_loaded`` reads it).
+        self.in_flight = 0
+        self._lock = forksafe.lock()
+
+    def state(self, now: float) -> State:
+        """Its breaker's state at ``now``; closed when it has no breaker."""
+        return CLOSED if self.breaker is None else self.breaker.state(now)
+
+    def rest(self, now: float, seconds: float) -> None:
+        """Rest this candidate for ``seconds`` (a longer rest already set is kept)."""
+        if pausing(seconds):
+            with self._lock:
+                self.rest_until = max(self.rest_until, now + seconds)
+
+    def resting(self, now: float) -> bool:
+        """Whether it is still resting at ``now``."""
+        return now < self.rest_until
+
+    def next_slot(self, now: float) -> float:
+        """When its budget lets the next call start; ``now`` without a budget."""
+        return now if self.budget is None else self.budget.next_start(now)
+
+    def started(self) -> None:
+        """A call to it has started."""
+        with self._lock:
+            self.in_flight += 1
+
+    def ended(self) -> None:
+        """A call to it has ended (it never goes below zero)."""
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)
+
+
+@final
+class Cursor:
+    """Where the next call's round-robin rotation starts: 0, 1, 2, ... across threads.
+
+    ``next`` on an ``itertools.count`` is one C call, so concurrent callers never get
+    the same number and need no lock.
+    """
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+
+    def next(self) -> int:
+        """The next position."""
+        return next(self._count)
+
+
+def order(
+    strategy: Strategy, n: int, health: Sequence[Health], now: float, cursor: int = 0
+) -> list[int]:
+    """The candidate indexes one attempt tries, in order; open candidates left out.
+
+    Args:
+        strategy: ``"ordered"``, ``"round_robin"`` or ``"least_loaded"``.
+        n: how many candidates this call has (``health`` holds at least ``n``).
+        health: each candidate's health, by index.
+        now: the time, on the clock the breakers and rests use.
+        cursor: where the rotation starts (``Cursor.next()`` once per call); read
+            by ``round_robin``, and by ``least_loaded`` for its ties.
+
+    Examples:
+        >>> pool = [Candidate(), Candidate(breaker=Breaker(failure_threshold=1)), Candidate()]
+        >>> order("round_robin", 3, pool, now=0.0, cursor=1)
+        [1, 2, 0]
+        >>> pool[2].rest(now=0.0, seconds=10)
+        >>> pool[1].breaker.record(0.0, failed=True)
+        'open'
+        >>> order("round_robin", 3, pool, now=0.0, cursor=1)
+        [0, 2]
+    """
+    healthy: list[int] = []
+    later: list[int] = []
+    for index in range(n):
+        candidate = health[index]
+        state = candidate.state(now)
+        if state == OPEN:
+            continue
+        if state == CLOSED and not candidate.resting(now):
+            healthy.append(index)
+        else:
+            later.append(index)
+    if strategy != "ordered":
+        healthy, later = (
+            _turn(strategy, healthy, health, now, cursor),
+            _turn(strategy, later, health, now, cursor),
+        )
+    return healthy + later if later else healthy
+
+
+def _turn(
+    strategy: Strategy, indexes: list[int], health: Sequence[Health], now: float, cursor: int
+) -> list[int]:
+    # Rotated among the candidates of one tier, so skipping an open one does not hand
+    # its turns to its neighbour; least_loaded then sorts, stably, keeping that rotation
+    # among ties.
+    if len(indexes) > 1:
+        start = cursor % len(indexes)
+        indexes = indexes[start:] + indexes[:start]
+        if strategy == "least_loaded":
+            indexes.sort(key=lambda i: (health[i].next_slot(now), health[i].in_flight))
+    return indexes
+
+
+def check_settings(
+    *,
+    candidate_breaker: object,
+    circuit_breaker: object,
+    fallback_strategy: object,
+    candidate_rate_limit: object,
+    candidate_rate_limit_burst: object,
+    arg_fallback: str | None,
+) -> tuple[Breaker | None, Breaker | None]:
+    """Check the key-pool settings; return the two breakers (None where off).
+
+    The per-candidate settings need ``arg_fallback=`` (they keep one state per
+    candidate); ``circuit_breaker=`` is for any function.
+    """
+    per_candidate = Breaker.from_setting(candidate_breaker, "candidate_breaker")
+    whole = Breaker.from_setting(circuit_breaker, "circuit_breaker")
+    validate.choice("fallback_strategy", fallback_strategy, STRATEGIES)
+    if candidate_rate_limit is not None:
+        validate.number(
+            "candidate_rate_limit",
+            candidate_rate_limit,
+            minimum=1 / validate.MAX_SECONDS,
+            maximum=math.inf,
+            kind="a finite number of calls per second for each candidate",
+            hint=", or None",
+        )
+    validate.integer("candidate_rate_limit_burst", candidate_rate_limit_burst)
+    if arg_fallback is None:
+        given = [
+            name
+            for name, on in (
+                ("candidate_breaker", per_candidate is not None),
+                ("candidate_rate_limit", candidate_rate_limit is not None),
+                ("fallback_strategy", fallback_strategy != STRATEGIES[0]),
+            )
+            if on
+        ]
+        if given:
+            msg = (
+                f"{given[0]} needs arg_fallback= (it acts on each fallback candidate); "
+                "for a function without candidates use circuit_breaker= and rate_limit="
+            )
+            raise ConfigurationError(msg)
+    return per_candidate, whole
