@@ -45,7 +45,7 @@ class PauseCell:
             directory = shm if os.path.isdir(shm) else None
             fd, path = tempfile.mkstemp(prefix="opero-pause-", dir=directory)
             os.ftruncate(fd, _FORMAT.size)
-            weakref.finalize(self, _remove, path)
+            weakref.finalize(self, _remove, path, os.getpid())
         else:
             fd = os.open(path, os.O_RDWR)
         try:
@@ -72,7 +72,9 @@ class PauseCell:
                 _FORMAT.pack_into(self._map, 0, until)
 
 
-def _remove(path: str) -> None:
+def _remove(path: str, owner: int) -> None:
+    if os.getpid() != owner:  # a forked child leaves its parent's cell alone
+        return
     with contextlib.suppress(OSError):
         os.unlink(path)
 
