@@ -80,8 +80,8 @@ class Pipeline(Frozen):
     #: The function's own pause after a server's ``Retry-After`` (used without a limiter).
     gate: PauseGate
     #: The whole call, first attempt included, runs in the engine (``opero.core.flow.call``):
-    #: a deadline, an attempt timeout or a result check need it; otherwise the shell makes
-    #: the first call itself.
+    #: a deadline or a result check need it; otherwise the shell makes the first call
+    #: itself (cut at ``attempt_timeout`` if there is one).
     engine: bool
 
     def __init__(
@@ -122,11 +122,7 @@ class Pipeline(Frozen):
             attempt_timeout=attempt_timeout,
             per_attempt=per_attempt,
             gate=gate,
-            engine=(
-                deadline is not None
-                or attempt_timeout is not None
-                or routing.result_check is not None
-            ),
+            engine=deadline is not None or routing.result_check is not None,
         )
         gate.own(self, "gate")
         # The shells keep some of these parts in their closures; see opero.core.owned.

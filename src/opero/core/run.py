@@ -1,8 +1,8 @@
 """The state of one failing call: which candidate and attempt come next.
 
 ``Run`` is created only after a call's first error (a successful call never
-allocates one), or at the start of a call the engine runs whole (a deadline,
-an attempt timeout or a result check).  It answers the questions the engine
+allocates one), or at the start of a call the engine runs whole (a deadline
+or a result check).  It answers the questions the engine
 (:mod:`opero.core.flow`) asks: how long to wait before the next call, with
 which arguments, whether a wait still fits in the deadline, and the error that
 ends the call (``AllFailedError``, or ``DeadlineExceeded``).  It keeps no I/O of

@@ -1,14 +1,15 @@
-"""The sync and async shells: the only code that calls, sleeps and awaits.
+"""The sync and async shells: a call's first attempt and a cache hit, sync or async.
 
-Both shells run the same layers in the same order (cache, rate limit,
-retry with fallback).  Each keeps only its fast paths: the first call of the
-function, and a cache hit.  The cache's part is one step both drive
-(:mod:`opero.core.cache_step`: the cached value, a key to compute, or no key),
-and everything after a first failure is one I/O-free engine
-(:mod:`opero.core.flow`) that both drive.  The sync shell never
-touches an event loop; the async shell never blocks one.  Work that depends
-only on the configuration is bound into closures here, at decoration time;
-the success path of a call is one ``try`` around the function.
+Both shells run the same layers in the same order (cache, rate limit, retry with
+fallback).  Each keeps only its fast paths: the first call of the function, and a
+cache hit.  What the first call calls is built once (`_first_attempt`: the
+function, cut at ``attempt_timeout``, with the first ``arg_fallback`` candidate in
+place).  The cache's part is one step both drive (:mod:`opero.core.cache_step`:
+the cached value, a key to compute, or no key), and everything after a first
+failure is one I/O-free engine (:mod:`opero.core.flow`) that both drive.  The sync
+shell never touches an event loop; the async shell never blocks one.  Work that
+depends only on the configuration is bound into closures here, at decoration
+time; the success path of a call is one ``try`` around the function.
 
 Pickling: a decorated function shipped by value (cloudpickle, distributed)
 carries its closures.  So they hold ``p`` (which pickles as "rebuild from the
@@ -62,6 +63,7 @@ class Shell:
             and p.callbacks.on_success is None
             and p.layers == ("retry",)
             and not p.engine
+            and p.attempt_timeout is None
         )
         self.direct: Callable[..., Any] | None = p.func if plain else None
         self.resume: Callable[[BaseException, tuple[Any, ...], dict[str, Any]], Any] | None = (
@@ -115,14 +117,9 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         first_slot(p, args, kwargs)
         return attempts(*args, **kwargs)
 
-    inner = whole_sync(p) if _whole(p) else limited if p.limiter is not None else attempts
+    inner = whole_sync(p) if p.engine else limited if p.limiter is not None else attempts
     # Without a cache (and a limiter) this is the whole wrapper: one try around the call.
     return inner if p.cache is None else _cached_sync(CacheStep(p, inner))
-
-
-def _whole(p: Pipeline) -> bool:
-    """A deadline or a result check: the whole call, first attempt included, runs in the engine."""
-    return p.deadline is not None or p.routing.result_check is not None
 
 
 def _first_attempt(p: Pipeline) -> Callable[..., Any]:
@@ -194,7 +191,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         await afirst_slot(p, args, kwargs)
         return await attempts(*args, **kwargs)
 
-    inner = whole_async(p) if _whole(p) else limited if p.limiter is not None else attempts
+    inner = whole_async(p) if p.engine else limited if p.limiter is not None else attempts
     return inner if p.cache is None else _cached_async(CacheStep(p, inner))
 
 
