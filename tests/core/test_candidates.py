@@ -58,7 +58,6 @@ def test_a_rest_keeps_the_longer_one_and_ignores_nonsense() -> None:
     assert key.resting(19.9)
     assert not key.resting(20.0)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
-        Candidate().rest(now=0.0, seconds=bad)
         fresh = Candidate()
         fresh.rest(now=0.0, seconds=bad)
         assert not fresh.resting(0.0)

@@ -209,6 +209,7 @@ class BreakerState:
         self._state = CLOSED
         self._opens = 0
         self._consecutive = 0
+        self._probes_out = self._probes_ok = 0
         self._window = _new_window(self.config)
 
 
