@@ -88,6 +88,7 @@ class BreakerState:
         self._half_open = config.half_open_calls
         self._on_change = on_change
         self._lock = forksafe.lock()
+        # Always one of the three constants, so the hot path compares by identity.
         self._state: State = CLOSED
         self._consecutive = 0  # failures in a row while closed
         self._opens = 0  # opens since the last close: picks the cooldown
