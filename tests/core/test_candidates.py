@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from opero import Breaker, ConfigurationError
-from opero.core.candidates import Candidate, Cursor, check_settings, order
+from opero.core.candidates import Candidate, Cursor, Pool, check_settings, order
 
 TRIP = Breaker(failure_threshold=1, cooldown=10)
 
@@ -133,6 +134,39 @@ def test_next_slot_is_now_without_a_budget_and_never_reserves() -> None:
 
 def test_no_candidates() -> None:
     assert order("round_robin", 0, [], now=0.0, cursor=3) == []
+
+
+def test_a_pool_grows_to_the_longest_list_and_keeps_each_candidates_health() -> None:
+    keys = Pool("ordered", TRIP, rate=None, burst=1)
+    assert keys.order(2, now=0.0) == [0, 1]
+    trip(keys.candidates[0], now=0.0)
+    # A later call with three candidates: the same candidate 0, still open; a new, healthy 2.
+    assert keys.order(3, now=1.0) == [1, 2]
+    assert len(keys.health(1)) == 3
+    assert all(candidate.breaker is not None for candidate in keys.candidates)
+
+
+def test_a_pool_grows_once_under_threads() -> None:
+    keys = Pool("round_robin", None, rate=5.0, burst=2)
+    barrier = threading.Barrier(8)
+
+    def grow() -> None:
+        barrier.wait()
+        keys.health(500)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: a missing lock shows at once
+    try:
+        workers = [threading.Thread(target=grow) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(before)
+    assert len(keys.candidates) == 500
+    assert keys.candidates[0].budget is not None
+    assert keys.candidates[0].budget.burst == 2
 
 
 # --- settings -------------------------------------------------------------------------------

@@ -33,7 +33,16 @@ from opero.core.breaker_state import BreakerState
 from opero.core.rate_limit import Limiter, pausing
 from opero.exceptions import ConfigurationError
 
-__all__ = ["STRATEGIES", "Candidate", "Cursor", "Health", "Strategy", "check_settings", "order"]
+__all__ = [
+    "STRATEGIES",
+    "Candidate",
+    "Cursor",
+    "Health",
+    "Pool",
+    "Strategy",
+    "check_settings",
+    "order",
+]
 
 Strategy = Literal["ordered", "round_robin", "least_loaded"]
 #: The accepted ``fallback_strategy`` values; the first is the default.
@@ -129,6 +138,51 @@ class Cursor:
     def next(self) -> int:
         """The next position."""
         return next(self._count)
+
+
+@final
+class Pool:
+    """The candidates of one function (or one ``rate_limit_scope`` group) and its rotation.
+
+    Calls may pass candidate lists of different lengths; a candidate is its index, so
+    the pool grows to the longest list seen and every call of ``n`` candidates reads
+    the first ``n``.
+
+    Examples:
+        >>> pool = Pool("round_robin", Breaker(failure_threshold=1), rate=None, burst=1)
+        >>> pool.order(2, now=0.0), pool.order(3, now=0.0), len(pool.candidates)
+        ([0, 1], [1, 2, 0], 3)
+    """
+
+    __slots__ = ("_burst", "_lock", "_rate", "breaker", "candidates", "cursor", "strategy")
+
+    def __init__(
+        self, strategy: Strategy, breaker: Breaker | None, rate: float | None, burst: int
+    ) -> None:
+        #: How one attempt orders the candidates.
+        self.strategy: Strategy = strategy
+        #: Every candidate's breaker settings, or None.
+        self.breaker = breaker
+        #: Each candidate's health, by index (grown, never shrunk).
+        self.candidates: list[Candidate] = []
+        #: Where the next call's rotation starts.
+        self.cursor = Cursor()
+        self._rate = rate
+        self._burst = burst
+        self._lock = forksafe.lock()
+
+    def health(self, n: int) -> list[Candidate]:
+        """The candidates, holding at least ``n`` (new ones start healthy)."""
+        candidates = self.candidates
+        if len(candidates) < n:
+            with self._lock:
+                while len(candidates) < n:
+                    candidates.append(Candidate(self.breaker, self._rate, self._burst))
+        return candidates
+
+    def order(self, n: int, now: float) -> list[int]:
+        """The order for one attempt of a call with ``n`` candidates (see `order`)."""
+        return order(self.strategy, n, self.health(n), now, self.cursor.next())
 
 
 def order(
