@@ -43,6 +43,11 @@ class MapLink:
         self._pid = 0
         self._wire: Wire = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A mapped function travels (cloudpickle, by value from __main__) with a fresh link:
+        # the socket and the cell belong to this process, and a lock does not pickle.
+        return (MapLink, (self.pipeline,))
+
     def wire(self) -> Wire:
         """What each chunk is sent with, so its worker reaches this process."""
         if self._pid == os.getpid():
