@@ -18,7 +18,7 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from opero import OperoFunction, opero, opmap
+from opero import Breaker, OperoFunction, opero, opmap
 from opero.core.stats import Statistics
 
 # --- module functions ------------------------------------------------------------------
@@ -60,6 +60,24 @@ def server_said(error: BaseException) -> float | None:
 )
 def routed(path: str, keys: list[str]) -> int:
     return 200 if keys[0] and path else 503
+
+
+@opero(
+    arg_fallback="keys",
+    fallback_on=RevokedKey,
+    fallback_strategy="least_loaded",
+    candidate_breaker=Breaker(failure_threshold=1, cooldown=60),
+    candidate_rate_limit=10,
+    candidate_rate_limit_burst=2,
+    circuit_breaker=True,
+)
+def pooled(path: str, keys: list[str]) -> int:
+    return 200 if keys[0] and path else 503
+
+
+@opmap(progress=False, arg_fallback="keys", candidate_breaker=True, fallback_strategy="round_robin")
+def pooled_map(x: int, keys: list[str]) -> int:
+    return x
 
 
 @opmap(progress=False, retry_on=(ConnectionError,), rate_limit_per="attempt", deadline=1)

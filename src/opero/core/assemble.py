@@ -6,14 +6,19 @@ settings (``Pipeline.factory``), and worker code must not reach back into ``deco
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from opero.core import validate
+from opero.core.breaker import Breaker
+from opero.core.breaker_state import BreakerState
 from opero.core.cache import check_settings as check_cache_settings
 from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
+from opero.core.candidates import Pool
+from opero.core.candidates import check_settings as check_pool_settings
 from opero.core.fallback import FallbackPolicy
 from opero.core.fallback import check_settings as check_fallback_settings
 from opero.core.keys import Keys, ignored_names
@@ -25,6 +30,8 @@ from opero.core.routing import Routing, check_result_check, error_filter
 from opero.exceptions import ConfigurationError
 
 __all__ = ["build_pipeline", "validate_settings"]
+
+logger = logging.getLogger("opero")
 
 #: The backoff settings that a tenacity ``wait=`` strategy replaces, with their defaults.
 _BACKOFF_DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -53,7 +60,47 @@ def validate_settings(config: Mapping[str, Any]) -> RetryPolicy:
     for name in _CALLBACKS:
         validate.function(name, config[name], f"{name}(...)")
     _check_engine_settings(config, is_async=None)
+    _pool_settings(config)
     return _retry_policy(config)
+
+
+def _pool_settings(config: Mapping[str, Any]) -> tuple[Breaker | None, Breaker | None]:
+    """The key-pool settings, checked: ``(candidate_breaker, circuit_breaker)`` (None: off)."""
+    return check_pool_settings(
+        candidate_breaker=config["candidate_breaker"],
+        circuit_breaker=config["circuit_breaker"],
+        fallback_strategy=config["fallback_strategy"],
+        candidate_rate_limit=config["candidate_rate_limit"],
+        candidate_rate_limit_burst=config["candidate_rate_limit_burst"],
+        arg_fallback=config["arg_fallback"],
+    )
+
+
+def _circuit(config: Mapping[str, Any], name: str) -> BreakerState | None:
+    """The whole function's breaker (``circuit_breaker=``), logging each change by name."""
+    _, breaker = _pool_settings(config)
+    if breaker is None:
+        return None
+
+    def changed(old: str, new: str) -> None:
+        logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
+
+    return BreakerState(breaker, changed)
+
+
+def _pool(config: Mapping[str, Any], name: str) -> Pool | None:
+    """One function's key pool, or None when no key-pool setting is on (the plain path)."""
+    breaker, _ = _pool_settings(config)
+    rate, strategy = config["candidate_rate_limit"], config["fallback_strategy"]
+    if breaker is None and rate is None and strategy == "ordered":
+        return None
+    return Pool(
+        config["fallback_strategy"],
+        breaker,
+        config["candidate_rate_limit"],
+        config["candidate_rate_limit_burst"],
+        name,
+    )
 
 
 def _check_engine_settings(config: Mapping[str, Any], *, is_async: bool | None) -> None:
@@ -141,9 +188,12 @@ def build_pipeline(func: Callable[..., Any], config: Mapping[str, Any]) -> Pipel
     )
     module = getattr(func, "__module__", None) or "?"
     qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    name = f"{module}.{qualname}"
     return Pipeline(
         func=func,
-        name=f"{module}.{qualname}",
+        name=name,
+        pool=_pool(config, name),
+        circuit=_circuit(config, name),
         retry=retry,
         cache=cache,
         limiter=limiter,

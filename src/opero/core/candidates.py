@@ -23,13 +23,14 @@ a clock: the caller passes ``now``.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
-from collections.abc import Sequence
-from typing import Final, Literal, Protocol, final
+from typing import Final, final
 
 from opero.core import forksafe, validate
-from opero.core.breaker import CLOSED, OPEN, Breaker, State
-from opero.core.breaker_state import BreakerState
+from opero.core.breaker import CLOSED, Breaker, State
+from opero.core.breaker_state import BreakerState, OnChange
+from opero.core.candidate_order import Health, Strategy, order
 from opero.core.rate_limit import Limiter, pausing
 from opero.exceptions import ConfigurationError
 
@@ -44,27 +45,10 @@ __all__ = [
     "order",
 ]
 
-Strategy = Literal["ordered", "round_robin", "least_loaded"]
+logger = logging.getLogger("opero")
+
 #: The accepted ``fallback_strategy`` values; the first is the default.
 STRATEGIES: Final = ("ordered", "round_robin", "least_loaded")
-
-
-class Health(Protocol):
-    """What :func:`order` reads about one candidate."""
-
-    in_flight: int
-
-    def state(self, now: float) -> State:
-        """``"closed"``, ``"open"`` or ``"half_open"`` (closed when it has no breaker)."""
-        ...
-
-    def resting(self, now: float) -> bool:
-        """Whether a server asked this candidate to wait, and the wait is not over."""
-        ...
-
-    def next_slot(self, now: float) -> float:
-        """When its budget lets the next call start (``now`` without a budget)."""
-        ...
 
 
 @final
@@ -81,10 +65,14 @@ class Candidate:
     __slots__ = ("_lock", "breaker", "budget", "in_flight", "rest_until")
 
     def __init__(
-        self, breaker: Breaker | None = None, rate: float | None = None, burst: int = 1
+        self,
+        breaker: Breaker | None = None,
+        rate: float | None = None,
+        burst: int = 1,
+        on_change: OnChange | None = None,
     ) -> None:
         #: The breaker's state, or None when the pool has no breakers.
-        self.breaker = None if breaker is None else BreakerState(breaker)
+        self.breaker = None if breaker is None else BreakerState(breaker, on_change)
         #: The candidate's own limiter (``candidate_rate_limit=``), or None.
         self.budget = None if rate is None else Limiter(rate, burst)
         #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
@@ -154,11 +142,27 @@ class Pool:
         ([0, 1], [1, 2, 0], 3)
     """
 
-    __slots__ = ("_burst", "_lock", "_rate", "breaker", "candidates", "cursor", "strategy")
+    __slots__ = (
+        "_burst",
+        "_lock",
+        "_rate",
+        "breaker",
+        "candidates",
+        "cursor",
+        "name",
+        "strategy",
+    )
 
     def __init__(
-        self, strategy: Strategy, breaker: Breaker | None, rate: float | None, burst: int
+        self,
+        strategy: Strategy,
+        breaker: Breaker | None,
+        rate: float | None,
+        burst: int,
+        name: str = "?",
     ) -> None:
+        #: The function (or group) named in the INFO line of each breaker's state change.
+        self.name = name
         #: How one attempt orders the candidates.
         self.strategy: Strategy = strategy
         #: Every candidate's breaker settings, or None.
@@ -177,68 +181,22 @@ class Pool:
         if len(candidates) < n:
             with self._lock:
                 while len(candidates) < n:
-                    candidates.append(Candidate(self.breaker, self._rate, self._burst))
+                    on_change = None if self.breaker is None else self._log(len(candidates))
+                    candidates.append(Candidate(self.breaker, self._rate, self._burst, on_change))
         return candidates
+
+    def _log(self, index: int) -> OnChange:
+        # By index only: a candidate's value is often an API key.
+        name = self.name
+
+        def changed(old: State, new: State) -> None:
+            logger.info("opero: %s candidate %d breaker %s -> %s", name, index, old, new)
+
+        return changed
 
     def order(self, n: int, now: float) -> list[int]:
         """The order for one attempt of a call with ``n`` candidates (see `order`)."""
         return order(self.strategy, n, self.health(n), now, self.cursor.next())
-
-
-def order(
-    strategy: Strategy, n: int, health: Sequence[Health], now: float, cursor: int = 0
-) -> list[int]:
-    """The candidate indexes one attempt tries, in order; open candidates left out.
-
-    Args:
-        strategy: ``"ordered"``, ``"round_robin"`` or ``"least_loaded"``.
-        n: how many candidates this call has (``health`` holds at least ``n``).
-        health: each candidate's health, by index.
-        now: the time, on the clock the breakers and rests use.
-        cursor: where the rotation starts (``Cursor.next()`` once per call); read
-            by ``round_robin``, and by ``least_loaded`` for its ties.
-
-    Examples:
-        >>> pool = [Candidate(), Candidate(breaker=Breaker(failure_threshold=1)), Candidate()]
-        >>> order("round_robin", 3, pool, now=0.0, cursor=1)
-        [1, 2, 0]
-        >>> pool[2].rest(now=0.0, seconds=10)
-        >>> pool[1].breaker.record(0.0, failed=True)
-        'open'
-        >>> order("round_robin", 3, pool, now=0.0, cursor=1)
-        [0, 2]
-    """
-    healthy: list[int] = []
-    later: list[int] = []
-    for index in range(n):
-        candidate = health[index]
-        state = candidate.state(now)
-        if state == OPEN:
-            continue
-        if state == CLOSED and not candidate.resting(now):
-            healthy.append(index)
-        else:
-            later.append(index)
-    if strategy != "ordered":
-        healthy, later = (
-            _turn(strategy, healthy, health, now, cursor),
-            _turn(strategy, later, health, now, cursor),
-        )
-    return healthy + later if later else healthy
-
-
-def _turn(
-    strategy: Strategy, indexes: list[int], health: Sequence[Health], now: float, cursor: int
-) -> list[int]:
-    # Rotated among the candidates of one tier, so skipping an open one does not hand
-    # its turns to its neighbour; least_loaded then sorts, stably, keeping that rotation
-    # among ties.
-    if len(indexes) > 1:
-        start = cursor % len(indexes)
-        indexes = indexes[start:] + indexes[:start]
-        if strategy == "least_loaded":
-            indexes.sort(key=lambda i: (health[i].next_slot(now), health[i].in_flight))
-    return indexes
 
 
 def check_settings(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opero.core.drivers import adrive, drive
+from opero.core.pool_flow import choose, guarded, settle
 from opero.core.run import Run
 from opero.core.steps import (
     Call,
@@ -32,10 +33,10 @@ from opero.core.steps import (
     is_call_error,
     never_retried,
 )
+from opero.exceptions import AllFailedError
 
 if TYPE_CHECKING:
     from opero.core.pipeline import Pipeline
-    from opero.exceptions import AllFailedError
 
 __all__ = [
     "Call",
@@ -74,7 +75,10 @@ def recover(
         fallback = p.fallback
         run = Run(p, args, kwargs, None if fallback is None else fallback.candidates(args, kwargs))
     while True:
+        pooled = run.picked is not None
         if run.cut_by_deadline(error):
+            if pooled:
+                settle(p, run, error, routed=False)
             run.errors.append(error)
             yield from _fail(p, run.expired(), error)
             return
@@ -83,6 +87,8 @@ def recover(
             if never_retried(error) or is_call_error(error)
             else p.routing.route(error)
         )
+        if pooled:  # the candidate learns how its call went (and rests on a Retry-After)
+            settle(p, run, error, routed=to_fallback or to_retry)
         if not (to_fallback or to_retry):
             yield from _propagate(p, error)
             return
@@ -95,11 +101,11 @@ def recover(
         if delay and not run.fits(delay):  # checked before on_retry announces the retry
             yield from _fail(p, run.expired(), error)
             return
-        if run.index == 0 and callbacks.on_retry is not None:
+        if run.pos == 0 and callbacks.on_retry is not None:
             yield Fire(callbacks.on_retry, error, run.attempt - 1)
         step = yield from _start(p, run, delay, *run.next_args())
-        if step is None:
-            yield from _fail(p, run.expired(), error)
+        if type(step) is not Call:
+            yield from _refused(p, run, step, error)
             return
         failed = yield from _attempt(p, run, step)
         if failed is None:
@@ -110,20 +116,33 @@ def recover(
 def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     """A whole call, from its first rate slot: for a deadline or a result check.
 
-    The deadline counts from here, so the rate-limit wait is inside it.
+    The deadline counts from here, so the rate-limit wait is inside it.  With
+    ``circuit_breaker=`` the whole call runs behind it (`guarded`).
     """
+    if p.circuit is not None:
+        yield from guarded(p, _whole(p, args, kwargs))
+    else:
+        yield from _whole(p, args, kwargs)
+
+
+def _whole(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     run = Run(p, args, kwargs, None)
     try:
+        if p.pool is not None and p.fallback is not None:  # the pool picks the first candidate
+            run.candidates = p.fallback.candidates(args, kwargs)
         step = yield from _start(p, run, 0.0, args, kwargs, first=True)
     except BaseException:
         next(p.counters.unserved)
         raise
-    if step is None:  # the first rate slot is past the deadline: the function never ran
+    if type(step) is not Call:  # past the deadline, or no candidate: the function never ran
         next(p.counters.unserved)
-        yield from _fail(p, run.expired(), None)
+        yield from _refused(p, run, step, None)
         return
     next(p.counters.entries)
-    step.args, step.kwargs, run.candidates = p.first_call(args, kwargs)  # as the shell counts it
+    if run.picked is not None:
+        step.args, step.kwargs = run.next_args()
+    else:
+        step.args, step.kwargs, run.candidates = p.first_call(args, kwargs)  # as the shell does
     error = yield from _attempt(p, run, step)
     if error is not None:
         yield from recover(p, args, kwargs, error, run=run)
@@ -137,6 +156,8 @@ def _attempt(p: Pipeline, run: Run, step: Call) -> Any:  # a sub-flow: the error
     if ok:
         rejected = yield from _rejected(p, run, outcome)
         if rejected is None:
+            if run.picked is not None:
+                settle(p, run, None, routed=True)
             yield from _succeed(p, outcome)
             return None
         return rejected
@@ -160,16 +181,41 @@ def _start(
     """
     if delay:
         yield Wait(delay, p.counters)
-    if first or p.per_attempt or p.limiter is None:
-        rate_wait = yield Reserve(p, run.args, run.kwargs)
-        if rate_wait > 0:
-            if not run.fits(rate_wait):
-                return None
-            yield Wait(rate_wait, p.counters)
+    if p.pool is not None and run.candidates is not None:
+        refused = yield from choose(p, run)
+        if refused is not None:
+            return refused
+        args, kwargs = run.next_args()
+    try:
+        if first or p.per_attempt or p.limiter is None:
+            rate_wait = yield Reserve(p, run.args, run.kwargs)
+            if rate_wait > 0:
+                if not run.fits(rate_wait):
+                    settle(p, run, None, routed=False)
+                    return None
+                yield Wait(rate_wait, p.counters)
+    except BaseException:
+        settle(p, run, None, routed=False)
+        raise
     step = run.call(args, kwargs)
-    if step is not None and not first:
+    if step is None:
+        settle(p, run, None, routed=False)
+    elif not first:
         run.count_start()
     return step
+
+
+def _refused(p: Pipeline, run: Run, ending: Any, error: BaseException | None) -> Flow:
+    """End a call no call could be started for: past the deadline (``ending`` None), or
+    the error a key pool ended it with (`CircuitOpenError`, ``AllFailedError``)."""
+    if ending is None:
+        ending = run.expired()
+    if isinstance(ending, AllFailedError):
+        yield from _fail(p, ending, error)
+        return
+    if p.callbacks.on_failure is not None:
+        yield Fire(p.callbacks.on_failure, ending)
+    yield End(error=ending)
 
 
 def _rejected(p: Pipeline, run: Run, result: Any) -> Any:  # a sub-flow: the error, or None

@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from opero.core import clock
+from opero.core.breaker_state import BreakerState
 from opero.core.cache import CacheLayer
 from opero.core.callbacks import Callbacks
+from opero.core.candidates import Pool
 from opero.core.fallback import FallbackPolicy
 from opero.core.frozen import Frozen
 from opero.core.gate import PauseGate
@@ -38,6 +40,7 @@ class Pipeline(Frozen):
         "attempt_timeout",
         "cache",
         "callbacks",
+        "circuit",
         "config",
         "counters",
         "deadline",
@@ -50,6 +53,7 @@ class Pipeline(Frozen):
         "limiter",
         "name",
         "per_attempt",
+        "pool",
         "retry",
         "routing",
     )
@@ -83,6 +87,11 @@ class Pipeline(Frozen):
     #: a deadline or a result check need it; otherwise the shell makes the first call
     #: itself (cut at ``attempt_timeout`` if there is one).
     engine: bool
+    #: The ``arg_fallback`` candidates' health and budgets (``candidate_breaker=``,
+    #: ``candidate_rate_limit=``, ``fallback_strategy=``), or None: by index 0, 1, ...
+    pool: Pool | None
+    #: The whole function's breaker (``circuit_breaker=``), or None.
+    circuit: BreakerState | None
 
     def __init__(
         self,
@@ -101,6 +110,8 @@ class Pipeline(Frozen):
         deadline: float | None = None,
         attempt_timeout: float | None = None,
         per_attempt: bool = True,
+        pool: Pool | None = None,
+        circuit: BreakerState | None = None,
     ) -> None:
         counters = Counters()
         routing = routing if routing is not None else Routing(retry_on=retry.retry_on)
@@ -122,7 +133,12 @@ class Pipeline(Frozen):
             attempt_timeout=attempt_timeout,
             per_attempt=per_attempt,
             gate=gate,
-            engine=deadline is not None or routing.result_check is not None,
+            engine=deadline is not None
+            or routing.result_check is not None
+            or pool is not None
+            or circuit is not None,
+            pool=pool,
+            circuit=circuit,
         )
         gate.own(self, "gate")
         # The shells keep some of these parts in their closures; see opero.core.owned.

@@ -20,6 +20,7 @@ from opero.core.steps import Call
 from opero.exceptions import AllFailedError, DeadlineExceeded, ResultRejected
 
 if TYPE_CHECKING:
+    from opero.core.candidates import Candidate
     from opero.core.pipeline import Pipeline
 
 __all__ = ["Run"]
@@ -45,8 +46,11 @@ class Run:
         "errors",
         "index",
         "kwargs",
+        "order",
         "pending",
+        "picked",
         "pipeline",
+        "pos",
         "started",
         "timed_by_deadline",
     )
@@ -66,6 +70,12 @@ class Run:
         self.attempt = 1
         #: Index of the fallback candidate in progress.
         self.index = 0
+        #: A key pool's order for this attempt (None: by index, or not chosen yet).
+        self.order: list[int] | None = None
+        #: Position of the candidate in progress in the attempt's order (0: the first).
+        self.pos = 0
+        #: A key pool's candidate whose call is in progress (see opero.core.pool_flow).
+        self.picked: Candidate | None = None
         self.errors: list[BaseException] = []
         self.started = started = clock.now()
         #: The clock time the call's ``deadline=`` ends, or None.
@@ -91,7 +101,7 @@ class Run:
         self.errors.append(error)
         debug = logger.isEnabledFor(logging.DEBUG)
         candidates = self.candidates
-        if to_fallback and candidates is not None and self.index + 1 < len(candidates):
+        if to_fallback and candidates is not None and self._more():
             return self._next_candidate(error, debug), None
         if not to_retry:
             return None, None
@@ -111,7 +121,8 @@ class Run:
         if asked is not None:
             delay = max(delay, asked)
         self.attempt += 1
-        self.index = 0
+        self.index = self.pos = 0
+        self.order = None
         self.pending = pipeline.counters.retries
         if debug:
             logger.debug(
@@ -125,16 +136,26 @@ class Run:
             )
         return delay, asked
 
+    def _more(self) -> bool:
+        # Another candidate in this attempt: by index, or in the pool's order.
+        if self.pipeline.pool is None:
+            return self.index + 1 < len(self.candidates or ())
+        from opero.core.pool_flow import has_next  # noqa: PLC0415 - key pools only
+
+        return has_next(self.pipeline, self)
+
     def _next_candidate(self, error: BaseException, debug: bool) -> float:
         """Move on to the next candidate; the ``fallback_delay`` before it."""
         pipeline = self.pipeline
-        self.index += 1
+        last = self.index
+        self.pos += 1
+        self.index = self.pos if self.order is None else self.order[self.pos]
         self.pending = pipeline.counters.fallbacks
         if debug:
             logger.debug(
                 "opero: %s candidate %d of %r failed (%s); trying candidate %d",
                 pipeline.name,
-                self.index - 1,
+                last,
                 pipeline.fallback.name if pipeline.fallback else None,
                 type(error).__name__,
                 self.index,

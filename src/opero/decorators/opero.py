@@ -13,12 +13,14 @@ from types import MappingProxyType
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from opero.core.assemble import build_pipeline, validate_settings
+from opero.core.breaker import Breaker
 from opero.core.retry import WaitStrategy
 from opero.core.routing import ErrorFilter
 from opero.core.shell import Shell
 from opero.decorators.types import (
     CacheBackend,
     CacheSerializer,
+    FallbackStrategy,
     OperoClassMethod,
     OperoDecorator,
     OperoFunction,
@@ -77,6 +79,11 @@ def opero(
     rate_limit_per: RateLimitPer = "attempt",
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
+    fallback_strategy: FallbackStrategy = "ordered",
+    candidate_breaker: bool | Breaker | None = None,
+    candidate_rate_limit: float | None = None,
+    candidate_rate_limit_burst: int = 1,
+    circuit_breaker: bool | Breaker | None = None,
     on_retry: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
@@ -119,6 +126,11 @@ def opero(
     rate_limit_per: RateLimitPer = "attempt",
     arg_fallback: str | None = None,
     fallback_delay: float = 0.0,
+    fallback_strategy: FallbackStrategy = "ordered",
+    candidate_breaker: bool | Breaker | None = None,
+    candidate_rate_limit: float | None = None,
+    candidate_rate_limit_burst: int = 1,
+    circuit_breaker: bool | Breaker | None = None,
     on_retry: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
@@ -179,6 +191,20 @@ def opero(
             slot per decorated call.
         arg_fallback: Parameter holding a list of candidates to try in turn.
         fallback_delay: Seconds to pause between two candidates.
+        fallback_strategy: The order one attempt tries the candidates in: ``"ordered"``
+            (by index), ``"round_robin"`` (one further along each call) or
+            ``"least_loaded"`` (earliest ``candidate_rate_limit`` slot first); healthy
+            candidates always before resting or half-open ones. Needs ``arg_fallback``.
+        candidate_breaker: A circuit breaker for each candidate (``True``: ``Breaker()``'s
+            defaults, or a [`Breaker`][opero.Breaker]): an open one is skipped at no
+            cost; all open raises [`CircuitOpenError`][opero.CircuitOpenError].
+            Needs ``arg_fallback``.
+        candidate_rate_limit: Calls per second each candidate may start (its own limiter,
+            so the candidates' rates add up). Needs ``arg_fallback``.
+        candidate_rate_limit_burst: Calls each candidate may start at once.
+        circuit_breaker: A breaker for the whole function (``True`` or a ``Breaker``),
+            inside the rate limit and around the retries: an open one raises
+            ``CircuitOpenError`` at once, costing no rate slot and no attempt.
         on_retry: ``on_retry(error, attempt)`` before each retry (or ``on_retry()``).
         on_success: ``on_success(result)`` after a successful call (or no arguments).
         on_failure: ``on_failure(error)`` when the call finally fails (or no arguments).

@@ -10,11 +10,13 @@ from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
+    from opero.core.breaker import Breaker
     from opero.core.retry import WaitStrategy
     from opero.core.routing import ErrorFilter
     from opero.decorators.types import (
         CacheBackend,
         CacheSerializer,
+        FallbackStrategy,
         RateLimitBackend,
         RateLimitPer,
         RateLimitScope,
@@ -60,6 +62,11 @@ class OperoSettings(TypedDict, total=False):
     rate_limit_per: RateLimitPer
     arg_fallback: str | None
     fallback_delay: float
+    fallback_strategy: FallbackStrategy
+    candidate_breaker: bool | Breaker | None
+    candidate_rate_limit: float | None
+    candidate_rate_limit_burst: int
+    circuit_breaker: bool | Breaker | None
     on_retry: Callable[..., Any] | None
     on_success: Callable[..., Any] | None
     on_failure: Callable[..., Any] | None

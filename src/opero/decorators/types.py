@@ -57,6 +57,7 @@ __all__ = [
     "AsyncOpmapFunction",
     "CacheBackend",
     "CacheSerializer",
+    "FallbackStrategy",
     "Mode",
     "OperoClassMethod",
     "OperoDecorator",
@@ -92,6 +93,8 @@ CacheSerializer: TypeAlias = Literal["pickle", "json"]
 RateLimitBackend: TypeAlias = Literal["memory", "redis"]
 #: ``rate_limit_per=``: a rate slot for every attempt (what the server sees), or per call.
 RateLimitPer: TypeAlias = Literal["attempt", "call"]
+#: ``fallback_strategy=``: the order one attempt tries the ``arg_fallback`` candidates in.
+FallbackStrategy: TypeAlias = Literal["ordered", "round_robin", "least_loaded"]
 #: ``@opmap(start_method=...)``: how worker processes start.
 StartMethod: TypeAlias = Literal["fork", "forkserver", "spawn"]
 #: The three scope kinds of ``rate_limit_scope=``.
