@@ -254,3 +254,35 @@ def test_per_candidate_settings_need_arg_fallback() -> None:
         opero(arg_fallback="key", fallback_strategy="random")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="candidate_rate_limit"):
         opero(arg_fallback="key", candidate_rate_limit=-1)
+
+
+def test_functions_of_one_named_group_share_their_keys_health(clock: FakeClock) -> None:
+    calls: list[tuple[str, str]] = []
+    breaker = Breaker(failure_threshold=1, cooldown=60)
+
+    def make(name: str) -> object:
+        @opero(
+            arg_fallback="key",
+            fallback_on=Revoked,
+            retries=0,
+            candidate_breaker=breaker,
+            rate_limit_scope="test-shared-key-pool",
+        )
+        def fetch(key: list[str] = KEYS[:2]) -> str:
+            calls.append((name, key[0]))
+            if key[0] == SECRET:
+                raise Revoked
+            return key[0]
+
+        return fetch
+
+    first, second = make("first"), make("second")
+    assert first() == "sk-live-second"  # key 0 fails for the first function: open
+    assert second() == "sk-live-second"  # the second skips it
+    assert calls == [("first", SECRET), ("first", "sk-live-second"), ("second", "sk-live-second")]
+    with pytest.raises(ConfigurationError, match="rate_limit_scope 'test-shared-key-pool'"):
+        opero(
+            arg_fallback="key",
+            candidate_breaker=True,
+            rate_limit_scope="test-shared-key-pool",
+        )(lambda key=KEYS: key)

@@ -120,3 +120,19 @@ def test_a_failing_key_still_spends_its_own_slot_only(clock: FakeClock) -> None:
     assert fetch() == "sk-b"  # both keys' first slots are free: no wait
     assert clock.sleeps == []
     assert [key for key, _ in starts] == ["sk-a", "sk-b"]
+
+
+def test_a_thread_map_shares_the_functions_pool() -> None:
+    from opero import opmap  # noqa: PLC0415 - this test only
+
+    @opmap(
+        mode="thread",
+        workers=1,
+        progress=False,
+        arg_fallback="key",
+        fallback_strategy="round_robin",
+    )
+    def fetch(item: int, key: list[str] = KEYS) -> str:
+        return key[0]
+
+    assert Counter(fetch(range(9))) == {"sk-a": 3, "sk-b": 3, "sk-c": 3}

@@ -17,7 +17,7 @@ from opero.core.breaker_state import BreakerState
 from opero.core.cache import check_settings as check_cache_settings
 from opero.core.cache import key_function, make_cache
 from opero.core.callbacks import Callbacks
-from opero.core.candidates import Pool
+from opero.core.candidates import Pool, pool_for_scope
 from opero.core.candidates import check_settings as check_pool_settings
 from opero.core.fallback import FallbackPolicy
 from opero.core.fallback import check_settings as check_fallback_settings
@@ -94,13 +94,10 @@ def _pool(config: Mapping[str, Any], name: str) -> Pool | None:
     rate, strategy = config["candidate_rate_limit"], config["fallback_strategy"]
     if breaker is None and rate is None and strategy == "ordered":
         return None
-    return Pool(
-        config["fallback_strategy"],
-        breaker,
-        config["candidate_rate_limit"],
-        config["candidate_rate_limit_burst"],
-        name,
-    )
+    scope = config["rate_limit_scope"]
+    if scope in ("per_function", "global", "per_args"):
+        return Pool(strategy, breaker, rate, config["candidate_rate_limit_burst"], name)
+    return pool_for_scope(scope, strategy, breaker, rate, config["candidate_rate_limit_burst"])
 
 
 def _check_engine_settings(config: Mapping[str, Any], *, is_async: bool | None) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "Strategy",
     "check_settings",
     "order",
+    "pool_for_scope",
 ]
 
 logger = logging.getLogger("opero")
@@ -243,3 +244,36 @@ def check_settings(
             )
             raise ConfigurationError(msg)
     return per_candidate, whole
+
+
+#: The key pools of named ``rate_limit_scope`` groups, by name (health shared by index).
+_group_pools: dict[str, Pool] = {}
+_group_pools_lock = forksafe.lock()
+
+
+def pool_for_scope(
+    scope: str, strategy: Strategy, breaker: Breaker | None, rate: float | None, burst: int
+) -> Pool:
+    """The key pool of the named ``rate_limit_scope`` group ``scope``, shared by its functions.
+
+    Two functions of one group share their candidates' health and budgets (the same
+    keys by index), so a group keeps the settings of the function that created it;
+    other settings are a ``ConfigurationError``.
+    """
+    with _group_pools_lock:
+        pool = _group_pools.get(scope)
+        if pool is None:
+            pool = _group_pools[scope] = Pool(strategy, breaker, rate, burst, scope)
+        elif (pool.strategy, pool.breaker, pool._rate, pool._burst) != (
+            strategy,
+            breaker,
+            rate,
+            burst,
+        ):
+            msg = (
+                f"rate_limit_scope {scope!r} already holds a key pool with other "
+                "candidate_breaker, candidate_rate_limit, candidate_rate_limit_burst or "
+                "fallback_strategy settings; every function in a group must give the same"
+            )
+            raise ConfigurationError(msg)
+    return pool
