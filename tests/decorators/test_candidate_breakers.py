@@ -286,3 +286,35 @@ def test_functions_of_one_named_group_share_their_keys_health(clock: FakeClock) 
             candidate_breaker=True,
             rate_limit_scope="test-shared-key-pool",
         )(lambda key=KEYS: key)
+
+
+def test_a_cancelled_probe_gives_its_permit_back(clock: FakeClock) -> None:
+    mode = {"hang": False}
+
+    @opero(
+        arg_fallback="key",
+        fallback_on=Revoked,
+        retries=0,
+        candidate_breaker=Breaker(failure_threshold=1, cooldown=10),
+    )
+    async def fetch(key: list[str] = KEYS[:1]) -> str:
+        if mode["hang"]:
+            await asyncio.Event().wait()
+        if clock.now() < 1010:
+            raise Revoked
+        return key[0]
+
+    async def main() -> str:
+        with pytest.raises(AllFailedError):
+            await fetch()  # key 0 opens
+        clock.advance(10)
+        mode["hang"] = True
+        probe = asyncio.ensure_future(fetch())  # takes the only half-open permit
+        await asyncio.sleep(0)
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        mode["hang"] = False
+        return await fetch()  # the permit came back: this call is the probe
+
+    assert asyncio.run(main()) == SECRET
