@@ -35,13 +35,18 @@ LATE = 0.01
 class MapLink:
     """The parent's end of one mapped function's link to its workers (made when first used)."""
 
-    __slots__ = ("_lock", "_pid", "_wire", "pipeline")
+    __slots__ = ("_cell", "_lock", "_pid", "_server", "_wire", "pipeline")
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self._lock = threading.Lock()
         self._pid = 0
         self._wire: Wire = None
+        # Kept alive with the link: a cell removes its file once collected, and the
+        # workers open it by path (dropped at once, the file was gone before any worker
+        # came to open it, so a pause never reached the first attempts already sent).
+        self._cell: Any = None
+        self._server: Any = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A mapped function travels (cloudpickle, by value from __main__) with a fresh link:
@@ -62,11 +67,12 @@ class MapLink:
         from opero.concurrency.pause_cell import PauseCell  # noqa: PLC0415
 
         p = self.pipeline
-        cell = PauseCell()
+        cell = self._cell = PauseCell()
         if p.limiter is not None:
             from opero.concurrency.scope_link import ScopeServer  # noqa: PLC0415
 
-            return ("server", (ScopeServer(p).address, cell.path))
+            self._server = ScopeServer(p)
+            return ("server", (self._server.address, cell.path))
         p.gate.link = cell  # the parent's own gate reads the workers' pauses too
         return ("cell", cell.path)
 
@@ -86,6 +92,7 @@ def attach(p: Pipeline, link: Link) -> None:
         limiter = p.limiter
         if type(limiter) is RemoteLimit:
             limiter.address, limiter.cell = where[0], open_cell(where[1])
+            p.gate.held_link = limiter.cell  # a slot waited for still yields to the pause
             # The chunk's one item: the parent booked its first start as it sent it.
             limiter.prepaid = clock.now() - sent_at <= LATE
         return

@@ -186,14 +186,25 @@ class RemoteLimit:
         """
         if self.cell is not None:
             self.cell.push(now + seconds)
-        if self._ask(("pause", seconds)) is None:
-            self._local().pause_for(seconds, now)
+        self._pause_parent(seconds, now)
 
     async def apause_for(self, seconds: float, now: float) -> None:
-        """:meth:`pause_for` from a helper thread."""
+        """:meth:`pause_for`, the round trip from a helper thread.
+
+        The cell is written first, in this task: it is a shared-memory write, and
+        every first attempt already sent reads it, so the pause must be there
+        before the loop lets another task (or worker) start a call.  Writing it
+        from the helper thread left a gap of a thread start (tens of ms under load).
+        """
         import asyncio  # noqa: PLC0415
 
-        await asyncio.to_thread(self.pause_for, seconds, now)
+        if self.cell is not None:
+            self.cell.push(now + seconds)
+        await asyncio.to_thread(self._pause_parent, seconds, now)
+
+    def _pause_parent(self, seconds: float, now: float) -> None:
+        if self._ask(("pause", seconds)) is None:
+            self._local().pause_for(seconds, now)
 
 
 def linked_pipeline(

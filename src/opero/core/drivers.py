@@ -78,8 +78,9 @@ def first_slot(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     """
     try:
         delay = p.reserve(args, kwargs)
-        if delay > 0:
+        while delay > 0:  # then a pause that began while it waited (see Pipeline.held)
             Wait(delay, p.counters).sleep()
+            delay = p.held()
     except BaseException:
         next(p.counters.unserved)
         raise
@@ -90,8 +91,9 @@ async def afirst_slot(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]
     blocking the loop."""
     try:
         delay = await p.areserve(args, kwargs)
-        if delay > 0:
+        while delay > 0:
             await Wait(delay, p.counters).asleep()
+            delay = p.held()
     except BaseException:
         next(p.counters.unserved)
         raise

@@ -44,14 +44,32 @@ class SharedPause(Protocol):
 class PauseGate(Owned):
     """Calls of one function wait until ``until`` (clock time); ``0.0`` when open."""
 
-    __slots__ = ("_lock", "_owner", "link", "until")
+    __slots__ = ("_lock", "_owner", "held", "held_link", "link", "until")
 
     def __init__(self) -> None:
         #: The clock time the pause ends, or ``0.0`` when there is none (falsy: open).
         self.until = 0.0
         #: The pause shared with the other processes of a map, or None (this process alone).
         self.link: SharedPause | None = None
+        #: With a rate limit the limiter holds the pause, and the gate stays open; it keeps
+        #: the pause's end here (and a map worker's shared pause in ``held_link``) for the
+        #: calls that booked a slot before the pause began (see `held_for`).
+        self.held = 0.0
+        self.held_link: SharedPause | None = None
         self._lock = forksafe.lock()
+
+    def note(self, until: float) -> None:
+        """A rate-limited function was paused until ``until`` (its limiter holds new slots)."""
+        with self._lock:
+            self.held = max(self.held, until)
+
+    def held_for(self, now: float) -> float:
+        """Seconds a call that waited for a slot booked before a pause must still wait."""
+        until = self.held
+        link = self.held_link
+        if link is not None:
+            until = max(until, link.read())
+        return until - now if until > now else 0.0
 
     def close(self, until: float) -> None:
         """Pause every call of the function until ``until``, or longer if it already is."""

@@ -237,6 +237,7 @@ class Pipeline(Frozen):
         if self.limiter is None:
             self.gate.close(clock.now() + seconds)
         else:
+            self.gate.note(clock.now() + seconds)
             self.limiter.pause_for(seconds, clock.now())
 
     async def apause(self, seconds: float) -> None:
@@ -245,7 +246,19 @@ class Pipeline(Frozen):
         if self.limiter is None:
             self.gate.close(clock.now() + seconds)
         else:
+            self.gate.note(clock.now() + seconds)
             await self.limiter.apause_for(seconds, clock.now())
+
+    def held(self) -> float:
+        """After a wait for a rate slot: the seconds of a pause that began meanwhile (0 if none).
+
+        A slot booked before a server's ``Retry-After`` must not start inside the
+        pause.  Only calls that waited ask, so the success path reads no clock here.
+        """
+        gate = self.gate
+        if self.limiter is not None:
+            return gate.held_for(clock.now())
+        return gate.wait(clock.now()) if gate.until or gate.link is not None else 0.0
 
     def _log_pause(self, seconds: float) -> None:
         logger.debug("opero: %s paused for %.3fs (Retry-After)", self.name, seconds)
