@@ -119,10 +119,8 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     The deadline counts from here, so the rate-limit wait is inside it.  With
     ``circuit_breaker=`` the whole call runs behind it (`guarded`).
     """
-    if p.circuit is not None:
-        yield from guarded(p, _whole(p, args, kwargs))
-    else:
-        yield from _whole(p, args, kwargs)
+    flow = _whole(p, args, kwargs)
+    return flow if p.circuit is None else guarded(p, flow)
 
 
 def _whole(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
@@ -139,9 +137,7 @@ def _whole(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
         yield from _refused(p, run, step, None)
         return
     next(p.counters.entries)
-    if run.picked is not None:
-        step.args, step.kwargs = run.next_args()
-    else:
+    if run.picked is None:  # (a pool's pick already has its candidate in place)
         step.args, step.kwargs, run.candidates = p.first_call(args, kwargs)  # as the shell does
     error = yield from _attempt(p, run, step)
     if error is not None:

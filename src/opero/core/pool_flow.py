@@ -89,7 +89,8 @@ def _take(run: Run, health: list[Candidate], now: float) -> bool:
         for i in range(pos, len(order))
         if not health[order[i]].resting(now) and health[order[i]].state(now) != OPEN
     ]
-    usable.sort(key=lambda i: max(health[order[i]].next_slot(now), now))  # stable: keeps order
+    if len(usable) > 1 and health[order[pos]].budget is not None:  # budgets: a free slot first
+        usable.sort(key=lambda i: max(health[order[i]].next_slot(now), now))  # stable sort
     for i in usable:
         candidate = health[order[i]]
         if candidate.breaker is not None and not candidate.breaker.acquire(now):
