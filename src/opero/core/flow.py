@@ -4,8 +4,9 @@ After the first call of the function raised, :func:`recover` decides
 everything that follows: where each error goes (``fallback_on``, ``retry_on``),
 which candidate and attempt come next, how long to wait (the backoff, or the
 server's ``Retry-After`` if longer), which callback to fire, when to give up.
-When a call has a deadline or a result check, :func:`call` runs the whole call
-this way, its first rate slot and attempt included.  Both are generators that
+When a call has a deadline, a result check, a key pool (:mod:`opero.core.pool_flow`)
+or ``circuit_breaker=``, :func:`call` runs the whole call this way, its first rate slot
+and attempt included.  Both are generators that
 *yield* steps (:mod:`opero.core.steps`) and are *sent* what each produced, in the
 style of httpx's ``auth_flow``.  The sync and the async shell each drive them with
 a few lines (:func:`drive`, :func:`adrive`) that only loop; so retry order,
@@ -114,7 +115,7 @@ def recover(
 
 
 def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
-    """A whole call, from its first rate slot: for a deadline or a result check.
+    """A whole call, from its first rate slot: a deadline, a result check, a key pool.
 
     The deadline counts from here, so the rate-limit wait is inside it.  With
     ``circuit_breaker=`` the whole call runs behind it (`guarded`).

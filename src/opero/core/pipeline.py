@@ -84,8 +84,8 @@ class Pipeline(Frozen):
     #: The function's own pause after a server's ``Retry-After`` (used without a limiter).
     gate: PauseGate
     #: The whole call, first attempt included, runs in the engine (``opero.core.flow.call``):
-    #: a deadline or a result check need it; otherwise the shell makes the first call
-    #: itself (cut at ``attempt_timeout`` if there is one).
+    #: a deadline, a result check, a key pool or ``circuit_breaker=`` need it; otherwise
+    #: the shell makes the first call itself (cut at ``attempt_timeout`` if there is one).
     engine: bool
     #: The ``arg_fallback`` candidates' health and budgets (``candidate_breaker=``,
     #: ``candidate_rate_limit=``, ``fallback_strategy=``), or None: by index 0, 1, ...
