@@ -77,8 +77,7 @@ async def async_iterate(
                 index, future = finished.popleft()
                 error = future.exception()
                 if error is not None:
-                    if timeout is not None and isinstance(error, asyncio.TimeoutError):
-                        error = DeadlineExceeded(f"item did not finish within {timeout} s")
+                    error = _late(error, timeout)
                     failed.append(len(values))
                 indices.append(index)
                 values.append(future.result() if error is None else error)
@@ -92,6 +91,18 @@ async def async_iterate(
         if index_of:
             await asyncio.gather(*index_of, return_exceptions=True)
         collector.close()
+
+
+def _late(error: BaseException, timeout: float | None) -> BaseException:
+    """An item's entry for ``error``: the map's own cut (wait_for's TimeoutError) is the
+    item's DeadlineExceeded; the item's engine ending at that deadline already is one."""
+    if (
+        timeout is not None
+        and isinstance(error, asyncio.TimeoutError)
+        and not isinstance(error, DeadlineExceeded)
+    ):
+        return DeadlineExceeded(f"item did not finish within {timeout} s")
+    return error
 
 
 def _call_of(plan: MapPlan) -> Callable[..., Any]:

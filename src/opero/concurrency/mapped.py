@@ -59,6 +59,12 @@ def _plan(
     from opero.concurrency.worker import WorkerSpec  # noqa: PLC0415
 
     process = mode in REMOTE_MODES
+    timeout = options["timeout"]
+    if timeout is not None:
+        # CONTRACT 30: the map's timeout is each item's deadline, so the item's own engine
+        # ends it in time with every error so far; the map's expiry stays for a hung attempt.
+        deadline = config["deadline"]
+        config = {**config, "deadline": timeout if deadline is None else min(deadline, timeout)}
     # One pipeline from every setting, in every mode: it validates them, holds the
     # statistics (process modes: the workers' counts are added to it) and is what
     # get_opero_info shows.  In process modes the parent keeps the cache and the
