@@ -43,30 +43,14 @@ class Pace:
     rate_calls: int
 
 
+# The two paces side by side, one column each, so they read as one table:
+#        urls workers async timeout min_delay  slow         lookup_ms rate calls
+_QUICK = (100, 16, 32, 0.3, 0.02, (0.02, 0.08), 100, 20, 20)
+_FULL = (200, 8, 32, 1.5, 0.25, (0.2, 1.0), 800, 5, 30)
 #: ``opero demo --quick``: the same tour in about five seconds.
-QUICK = Pace(
-    urls=100,
-    workers=16,
-    async_workers=32,
-    timeout=0.3,
-    min_delay=0.02,
-    slow=(0.02, 0.08),
-    lookup_ms=100,
-    rate=20,
-    rate_calls=20,
-)
+QUICK = Pace(*_QUICK)
 #: ``opero demo``: waits long enough to watch.
-FULL = Pace(
-    urls=200,
-    workers=8,
-    async_workers=32,
-    timeout=1.5,
-    min_delay=0.25,
-    slow=(0.2, 1.0),
-    lookup_ms=800,
-    rate=5,
-    rate_calls=30,
-)
+FULL = Pace(*_FULL)
 
 
 def demo_keys(seed: int = SEED) -> tuple[str, str, str]:

@@ -21,7 +21,9 @@ __all__ = [
     "CoolDown",
     "Health",
     "count_namespaces",
+    "empty_stats",
     "function_prefix",
+    "located",
     "namespace_prefix",
     "open_store",
     "opened_stores",
@@ -254,3 +256,13 @@ def opened_stores() -> list[ByteStore]:
     """Every store this process has opened (for ``clear_cache``)."""
     with _stores_lock:
         return list(_stores.values())
+
+
+def located(kind: str, where: object) -> tuple[str, Health]:
+    """A file store's ``location`` (shown by ``statistics`` and the CLI) and its health."""
+    return str(where), Health(f"{kind} {where}")
+
+
+def empty_stats(kind: str, location: str) -> dict[str, Any]:
+    """A file store's statistics before its file exists (asking must not create it)."""
+    return {"backend": kind, "location": location, "entries": 0, "bytes": 0, "namespaces": {}}

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from opero.core.backends.base import Health, count_namespaces
+from opero.core.backends.base import count_namespaces, empty_stats, located
 from opero.core.backends.connections import ThreadConnections
 from opero.exceptions import ConfigurationError
 
@@ -134,8 +134,7 @@ class DiskStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.location = str(directory)
-        self.health = Health(f"disk {directory}")
+        self.location, self.health = located(self.kind, directory)
         self._cache: Any = None
         self._lock = threading.Lock()
 
@@ -170,13 +169,7 @@ class DiskStore:
 
     def stats(self, prefix: str) -> dict[str, Any]:
         if self._cache is None and not self.directory.exists():
-            return {
-                "backend": self.kind,
-                "location": self.location,
-                "entries": 0,
-                "bytes": 0,
-                "namespaces": {},
-            }
+            return empty_stats(self.kind, self.location)
         cache = self._open()
         keys = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
         return {

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opero.core.backends.base import Health, count_namespaces
+from opero.core.backends.base import count_namespaces, empty_stats, located
 from opero.core.backends.connections import ThreadConnections
 from opero.core.backends.disk import private_directory
 
@@ -41,8 +41,7 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.location = str(path)
-        self.health = Health(f"sqlite {path}")
+        self.location, self.health = located(self.kind, path)
         self._writes = itertools.count()
         # A setup that fails (not a database, locked, unreadable) closes its connection.
         self._connections = ThreadConnections(self._connect, _prepare)
@@ -94,13 +93,7 @@ class SqliteStore:
 
     def stats(self, prefix: str) -> dict[str, Any]:
         if not self._connections.opened() and not self.path.exists():
-            return {
-                "backend": self.kind,
-                "location": self.location,
-                "entries": 0,
-                "bytes": 0,
-                "namespaces": {},
-            }
+            return empty_stats(self.kind, self.location)
         conn = self._connection()
         rows = conn.execute(
             "SELECT key, length(value) FROM opero_cache WHERE substr(key, 1, ?) = ?",
