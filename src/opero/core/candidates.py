@@ -31,7 +31,7 @@ from opero.core import forksafe, validate
 from opero.core.breaker import CLOSED, Breaker, State
 from opero.core.breaker_state import BreakerState, OnChange
 from opero.core.candidate_order import Health, Strategy, order
-from opero.core.rate_limit import Limiter, pausing
+from opero.core.rate_limit import Limiter, check_rate, pausing
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -218,15 +218,15 @@ def check_settings(
     whole = Breaker.from_setting(circuit_breaker, "circuit_breaker")
     validate.choice("fallback_strategy", fallback_strategy, STRATEGIES)
     if candidate_rate_limit is not None:
-        validate.number(
-            "candidate_rate_limit",
+        check_rate(
             candidate_rate_limit,
-            minimum=1 / validate.MAX_SECONDS,
-            maximum=math.inf,
-            kind="a finite number of calls per second for each candidate",
+            candidate_rate_limit_burst,
+            "candidate_rate_limit",
+            each=" for each candidate",
             hint=", or None",
         )
-    validate.integer("candidate_rate_limit_burst", candidate_rate_limit_burst)
+    else:
+        validate.integer("candidate_rate_limit_burst", candidate_rate_limit_burst)
     if arg_fallback is None:
         given = [
             name

@@ -31,6 +31,7 @@ __all__ = [
     "Limiter",
     "PerArgsLimiter",
     "RateLimit",
+    "check_rate",
     "check_settings",
     "pausing",
 ]
@@ -42,17 +43,20 @@ SCOPES: Final = ("per_function", "global", "per_args")
 _PRUNE_AT: Final = 1024
 
 
-def _check_rate(rate: float, burst: int) -> None:
+def check_rate(
+    rate: object, burst: object, name: str = "rate_limit", *, each: str = "", hint: str = ""
+) -> None:
+    """``name`` (calls per second) and ``name_burst``, as every limiter takes them."""
     # The slowest rate still spaces calls by a wait the platform can sleep.
     validate.number(
-        "rate_limit",
+        name,
         rate,
         minimum=1 / validate.MAX_SECONDS,
         maximum=math.inf,
-        kind="a finite number of calls per second",
-        hint=" (0.5 = one call every 2 s)",
+        kind=f"a finite number of calls per second{each}",
+        hint=hint or " (0.5 = one call every 2 s)",
     )
-    validate.integer("rate_limit_burst", burst)
+    validate.integer(f"{name}_burst", burst)
 
 
 def check_settings(
@@ -60,7 +64,7 @@ def check_settings(
 ) -> None:
     """Check the rate-limit settings by value alone (also when ``rate_limit`` is None)."""
     if rate is not None:
-        _check_rate(rate, burst)
+        check_rate(rate, burst)
     else:
         validate.integer("rate_limit_burst", burst)
     if not isinstance(scope, str) or not scope.strip():
@@ -94,7 +98,7 @@ class Limiter(Owned):
     __slots__ = ("_lock", "_owner", "_tat", "burst", "interval", "rate")
 
     def __init__(self, rate: float, burst: int = 1) -> None:
-        _check_rate(rate, burst)
+        check_rate(rate, burst)
         self.rate = float(rate)
         self.burst = burst
         #: Seconds between two starts.
@@ -174,7 +178,7 @@ class PerArgsLimiter(Owned):
         burst: int,
         keys: Callable[[tuple[Any, ...], dict[str, Any]], Hashable],
     ) -> None:
-        _check_rate(rate, burst)
+        check_rate(rate, burst)
         self.rate = float(rate)
         self.burst = burst
         self._keys = keys
