@@ -32,6 +32,7 @@ from opero.core.flow import adrive, drive, recover
 from opero.core.pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from opero.core.callbacks import Callback
     from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 
 __all__ = ["Shell", "build_async", "build_sync", "worker_shell"]
@@ -96,21 +97,16 @@ def worker_shell(
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
-    call, on_success = _first_attempt(p), p.callbacks.on_success
-    entries, gate = p.counters.entries, p.gate
+    call, entries, gate = _first_attempt(p), p.counters.entries, p.gate
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
         if gate.until:  # a server's Retry-After pauses the function (it has no rate limit)
             first_slot(p, args, kwargs)
         next(entries)
         try:  # without keywords, no empty dict is built for the call
-            result = call(*args, **kwargs) if kwargs else call(*args)
+            return call(*args, **kwargs) if kwargs else call(*args)
         except BaseException as exc:
-            error = exc
-        else:
-            if on_success is not None:
-                on_success.fire(result)
-            return result
+            error = exc  # driven outside the handler: the engine's errors chain no context
         return drive(recover(p, args, kwargs, error))
 
     def limited(*args: Any, **kwargs: Any) -> Any:
@@ -142,6 +138,9 @@ def _first_attempt(p: Pipeline) -> Callable[..., Any]:
             return within(fn, args, kwargs, timeout)
 
         call = timed
+    on_success = p.callbacks.on_success
+    if on_success is not None:
+        call = _succeeding(call, on_success, is_async=p.is_async)
     fallback = p.fallback
     if fallback is None:
         return call
@@ -154,6 +153,28 @@ def _first_attempt(p: Pipeline) -> Callable[..., Any]:
         return inner(*args, **kwargs)
 
     return first
+
+
+def _succeeding(
+    call: Callable[..., Any], on_success: Callback, *, is_async: bool
+) -> Callable[..., Any]:
+    """``call`` that fires ``on_success`` with its result (the first attempt's; the engine
+    fires it for the later ones): one frame more, only for functions that set it."""
+    if not is_async:
+
+        def succeeded(*args: Any, **kwargs: Any) -> Any:
+            result = call(*args, **kwargs)
+            on_success.fire(result)
+            return result
+
+        return succeeded
+
+    async def asucceeded(*args: Any, **kwargs: Any) -> Any:
+        result = await call(*args, **kwargs)
+        await on_success.fire_async(result)
+        return result
+
+    return asucceeded
 
 
 def _cached_sync(step: CacheStep) -> Callable[..., Any]:
@@ -170,21 +191,16 @@ def _cached_sync(step: CacheStep) -> Callable[..., Any]:
 
 def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
-    call, on_success = _first_attempt(p), p.callbacks.on_success
-    entries, gate = p.counters.entries, p.gate
+    call, entries, gate = _first_attempt(p), p.counters.entries, p.gate
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
-        if gate.until:  # a server's Retry-After pauses the function (it has no rate limit)
+        if gate.until:
             await afirst_slot(p, args, kwargs)
         next(entries)
         try:
-            result = await (call(*args, **kwargs) if kwargs else call(*args))
+            return await (call(*args, **kwargs) if kwargs else call(*args))
         except BaseException as exc:
             error = exc
-        else:
-            if on_success is not None:
-                await on_success.fire_async(result)
-            return result
         return await adrive(recover(p, args, kwargs, error))
 
     async def limited(*args: Any, **kwargs: Any) -> Any:
