@@ -193,9 +193,7 @@ class CircuitOpenError(OperoError):
 
     def __reduce__(
         self,
-    ) -> tuple[
-        type[CircuitOpenError], tuple[str, tuple[int, ...], float | None, float | None]
-    ]:
+    ) -> tuple[type[CircuitOpenError], tuple[str, tuple[int, ...], float | None, float | None]]:
         message = str(self.args[0]) if self.args else ""
         return (type(self), (message, self.candidates, self.retry_in, self.reopens_at))
 
