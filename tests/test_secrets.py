@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import uuid
 from typing import Any
 
@@ -22,6 +21,7 @@ from opero import ConfigurationError, opero, opmap
 from opero.cli import main
 from opero.core.secrets import MASK, mask_config, mask_url, masked_settings, scrub, url_secrets
 from opero.utils.introspection import analyze_function, get_opero_info
+from redis_server import redis_answers
 
 SECRET = "S3cr3t-pw-9f1c"
 
@@ -62,15 +62,7 @@ def fill(template: dict[str, Any], secret: str) -> dict[str, Any]:
     }
 
 
-def _redis_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-needs_redis = pytest.mark.skipif(not _redis_answers(), reason="no redis-server on 127.0.0.1:6379")
+needs_redis = pytest.mark.skipif(not redis_answers(), reason="no redis-server on 127.0.0.1:6379")
 
 
 def shown(func: Any) -> str:

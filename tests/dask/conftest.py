@@ -9,14 +9,14 @@ nothing else in the session sees a default Dask client.
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dask_helpers import REDIS_HOST, REDIS_PORT, wait_idle
+
+from redis_server import require_redis
 
 CLUSTER_OPTIONS: dict[str, Any] = {
     "n_workers": 2,
@@ -96,22 +96,10 @@ def one_death_cluster() -> Iterator[tuple[Any, Any]]:
 
 
 # -- redis ---------------------------------------------------------------------------------
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def redis_namespace() -> Iterator[str]:
     """A cache namespace no other test uses, in redis db 9; its keys are deleted afterwards."""
-    if not _redis_answers():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but no redis-server answers on {REDIS_HOST}:{REDIS_PORT}")
-        pytest.skip(f"no redis-server on {REDIS_HOST}:{REDIS_PORT} (start one to run this test)")
+    require_redis(REDIS_HOST, REDIS_PORT)
     import redis  # noqa: PLC0415
     from dask_helpers import REDIS_DB  # noqa: PLC0415
 

@@ -8,8 +8,6 @@ Real time, short (a 0.4 s pause), against the shared redis-server on 127.0.0.1:6
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import threading
 import time
 import uuid
@@ -17,26 +15,15 @@ import uuid
 import pytest
 
 from opero import AllFailedError, opero
+from redis_server import require_redis
 
 CONFIG = {"host": "127.0.0.1", "port": 6379, "db": 9}
 PAUSE = 0.4
 
 
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def _needs_redis() -> None:
-    if not _redis_answers():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no redis-server answers on 127.0.0.1:6379")
-        pytest.skip("no redis-server on 127.0.0.1:6379 (start one to run these tests)")
+    require_redis()
 
 
 class TooManyRequests(Exception):

@@ -37,6 +37,7 @@ from docs_network_guard import local_only
 from docs_stub_server import StubServer, rewrite_urls
 
 from opero.core import clock as opero_clock
+from redis_server import redis_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -144,15 +145,6 @@ def stub() -> Iterator[StubServer]:
         yield server
 
 
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def _opero_logger_restored() -> Iterator[None]:
     """Examples may call configure_logging(); the next test sees the logger as it was."""
@@ -223,7 +215,7 @@ def test_example_runs(
 ) -> None:
     if example.skip is not None:
         pytest.skip(f"marked no-run: {example.skip}")
-    if _USES_REDIS.search(example.source) and not _redis_answers():
+    if _USES_REDIS.search(example.source) and not redis_answers():
         if os.environ.get("CI"):
             pytest.fail("CI is set but no redis-server answers on 127.0.0.1:6379")
         pytest.skip("needs a redis-server on 127.0.0.1:6379")
