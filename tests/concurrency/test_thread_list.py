@@ -102,12 +102,16 @@ def test_ctrl_c_while_waiting_starts_no_further_item() -> None:
         time.sleep(0.05)  # the caller is waiting for the first result by now
         signal.pthread_kill(main, signal.SIGINT)
 
+    # A suite run as a background job (CI's other Pythons) inherits SIGINT as ignored, and
+    # Python then installs no handler: put the default one in place for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
             slow(list(range(50)))
     finally:
         release.set()
+        signal.signal(signal.SIGINT, previous)
     time.sleep(0.2)  # the item in hand returns; nothing queued behind it may start
     assert started == [0]
 
