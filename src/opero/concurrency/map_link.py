@@ -94,7 +94,10 @@ def attach(p: Pipeline, link: Link) -> None:
             limiter.address, limiter.cell = where[0], open_cell(where[1])
             p.gate.held_link = limiter.cell  # a slot waited for still yields to the pause
             # The chunk's one item: the parent booked its first start as it sent it.
-            limiter.prepaid = clock.now() - sent_at <= LATE
+            # Late by under half an interval, it keeps its slot: no 1-s window gains a start
+            # (a Dask task often starts tens of ms after it is sent; booking afresh then
+            # spent two slots per item and halved the rate).
+            limiter.prepaid = clock.now() - sent_at <= max(LATE, 0.5 / limiter.rate)
         return
 
     gate = p.gate
