@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from typing import Final, final
 
 from opero.core import forksafe, validate
-from opero.core.breaker import CLOSED, Breaker, State
-from opero.core.breaker_state import BreakerState, OnChange
+from opero.core.breaker import Breaker, State
+from opero.core.breaker_state import OnChange
+from opero.core.candidate import Candidate, Make
 from opero.core.candidate_order import Health, Strategy, order
-from opero.core.rate_limit import Limiter, check_rate, pausing
+from opero.core.rate_limit import check_rate
 from opero.exceptions import ConfigurationError
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Candidate",
     "Cursor",
     "Health",
+    "Make",
     "Pool",
     "Strategy",
     "check_settings",
@@ -50,65 +51,6 @@ logger = logging.getLogger("opero")
 
 #: The accepted ``fallback_strategy`` values; the first is the default.
 STRATEGIES: Final = ("ordered", "round_robin", "least_loaded")
-
-
-@final
-class Candidate:
-    """One candidate's live health: breaker, rest, budget, calls in flight.
-
-    Examples:
-        >>> key = Candidate(breaker=Breaker(failure_threshold=1), rate=2.0)
-        >>> key.rest(now=0.0, seconds=5.0)
-        >>> key.resting(4.9), key.resting(5.0), key.next_slot(0.0)
-        (True, False, 0.0)
-    """
-
-    __slots__ = ("_lock", "breaker", "budget", "in_flight", "rest_until")
-
-    def __init__(
-        self,
-        breaker: Breaker | None = None,
-        rate: float | None = None,
-        burst: int = 1,
-        on_change: OnChange | None = None,
-    ) -> None:
-        #: The breaker's state, or None when the pool has no breakers.
-        self.breaker = None if breaker is None else BreakerState(breaker, on_change)
-        #: The candidate's own limiter (``candidate_rate_limit=``), or None.
-        self.budget = None if rate is None else Limiter(rate, burst)
-        #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
-        self.rest_until = -math.inf
-        #: Calls started on it and not yet ended (``least_loaded`` reads it).
-        self.in_flight = 0
-        self._lock = forksafe.lock()
-
-    def state(self, now: float) -> State:
-        """Its breaker's state at ``now``; closed when it has no breaker."""
-        return CLOSED if self.breaker is None else self.breaker.state(now)
-
-    def rest(self, now: float, seconds: float) -> None:
-        """Rest this candidate for ``seconds`` (a longer rest already set is kept)."""
-        if pausing(seconds):
-            with self._lock:
-                self.rest_until = max(self.rest_until, now + seconds)
-
-    def resting(self, now: float) -> bool:
-        """Whether it is still resting at ``now``."""
-        return now < self.rest_until
-
-    def next_slot(self, now: float) -> float:
-        """When its budget lets the next call start; ``now`` without a budget."""
-        return now if self.budget is None else self.budget.next_start(now)
-
-    def started(self) -> None:
-        """A call to it has started."""
-        with self._lock:
-            self.in_flight += 1
-
-    def ended(self) -> None:
-        """A call to it has ended (it never goes below zero)."""
-        with self._lock:
-            self.in_flight = max(0, self.in_flight - 1)
 
 
 @final
@@ -146,6 +88,7 @@ class Pool:
     __slots__ = (
         "_burst",
         "_lock",
+        "_make",
         "_rate",
         "breaker",
         "candidates",
@@ -161,6 +104,8 @@ class Pool:
         rate: float | None,
         burst: int,
         name: str = "?",
+        *,
+        make: Make = Candidate,
     ) -> None:
         #: The function (or group) named in the INFO line of each breaker's state change.
         self.name = name
@@ -174,7 +119,12 @@ class Pool:
         self.cursor = Cursor()
         self._rate = rate
         self._burst = burst
+        self._make = make
         self._lock = forksafe.lock()
+
+    #: In this process: True here; a stand-in keeping state elsewhere (a map's parent,
+    #: redis) says False, and calls to its candidates never take the shell's fast path.
+    local: bool = True
 
     def health(self, n: int) -> list[Candidate]:
         """The candidates, holding at least ``n`` (new ones start healthy)."""
@@ -183,7 +133,9 @@ class Pool:
             with self._lock:
                 while len(candidates) < n:
                     on_change = None if self.breaker is None else self._log(len(candidates))
-                    candidates.append(Candidate(self.breaker, self._rate, self._burst, on_change))
+                    index = len(candidates)
+                    made = self._make(self.breaker, self._rate, self._burst, on_change, index)
+                    candidates.append(made)
         return candidates
 
     def _log(self, index: int) -> OnChange:
@@ -252,7 +204,13 @@ _group_pools_lock = forksafe.lock()
 
 
 def pool_for_scope(
-    scope: str, strategy: Strategy, breaker: Breaker | None, rate: float | None, burst: int
+    scope: str,
+    strategy: Strategy,
+    breaker: Breaker | None,
+    rate: float | None,
+    burst: int,
+    *,
+    make: Make = Candidate,
 ) -> Pool:
     """The key pool of the named ``rate_limit_scope`` group ``scope``, shared by its functions.
 
@@ -263,7 +221,7 @@ def pool_for_scope(
     with _group_pools_lock:
         pool = _group_pools.get(scope)
         if pool is None:
-            pool = _group_pools[scope] = Pool(strategy, breaker, rate, burst, scope)
+            pool = _group_pools[scope] = Pool(strategy, breaker, rate, burst, scope, make=make)
         elif (pool.strategy, pool.breaker, pool._rate, pool._burst) != (
             strategy,
             breaker,

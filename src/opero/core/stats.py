@@ -18,7 +18,67 @@ from opero.core import clock, forksafe
 from opero.core.frozen import Frozen
 from opero.core.owned import Owned
 
-__all__ = ["Counters", "Statistics"]
+__all__ = ["CandidateStatistics", "Counters", "Statistics", "count_value"]
+
+
+@final
+class CandidateStatistics(Frozen):
+    """One ``arg_fallback`` candidate's health and counts, known by its index only.
+
+    A candidate's value is often an API key, so nothing here holds it: the index
+    is its position in the list the function is called with.
+    """
+
+    __slots__ = (
+        "budget_used",
+        "calls",
+        "failures",
+        "in_flight",
+        "index",
+        "reopens_in",
+        "rests",
+        "state",
+    )
+
+    #: Its position in the candidate list.
+    index: int
+    #: Its breaker's state: ``"closed"``, ``"open"`` or ``"half_open"`` (closed without one).
+    state: str
+    #: Seconds until an open breaker lets a probe through or a rest ends (None: neither).
+    reopens_in: float | None
+    #: Calls of the function that went to it.
+    calls: int
+    #: Of those, the ones whose routed error counted as a failure.
+    failures: int
+    #: Times a server's 429 or Retry-After rested it.
+    rests: int
+    #: Calls to it running now.
+    in_flight: int
+    #: The fraction of its ``candidate_rate_limit`` burst booked ahead (0.0 to 1.0; None without).
+    budget_used: float | None
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        state: str,
+        reopens_in: float | None,
+        calls: int,
+        failures: int,
+        rests: int,
+        in_flight: int,
+        budget_used: float | None,
+    ) -> None:
+        self._init(
+            index=index,
+            state=state,
+            reopens_in=reopens_in,
+            calls=calls,
+            failures=failures,
+            rests=rests,
+            in_flight=in_flight,
+            budget_used=budget_used,
+        )
 
 
 @final
@@ -27,10 +87,12 @@ class Statistics(Frozen):
 
     __slots__ = (
         "attempts",
+        "breaker",
         "cache_errors",
         "cache_hits",
         "cache_misses",
         "calls",
+        "candidates",
         "failures",
         "fallbacks",
         "retries",
@@ -55,6 +117,10 @@ class Statistics(Frozen):
     cache_errors: int
     #: Seconds spent waiting: backoff, fallback pauses and rate limiting.
     waited: float
+    #: Each ``arg_fallback`` candidate's health and counts, by index (empty without a key pool).
+    candidates: tuple[CandidateStatistics, ...]
+    #: The state of the function's own ``circuit_breaker=`` (None without one).
+    breaker: str | None
 
     def __init__(
         self,
@@ -68,6 +134,8 @@ class Statistics(Frozen):
         cache_misses: int,
         cache_errors: int,
         waited: float,
+        candidates: tuple[CandidateStatistics, ...] = (),
+        breaker: str | None = None,
     ) -> None:
         self._init(
             calls=calls,
@@ -79,6 +147,8 @@ class Statistics(Frozen):
             cache_misses=cache_misses,
             cache_errors=cache_errors,
             waited=waited,
+            candidates=candidates,
+            breaker=breaker,
         )
 
 
@@ -91,7 +161,8 @@ class _Count(Owned, itertools.count):  # type: ignore[type-arg]
     __reduce__ = Owned.__reduce__
 
 
-def _value(counter: itertools.count[int]) -> int:
+def count_value(counter: itertools.count[int]) -> int:
+    """The next value of ``counter`` (how many times it was counted), without advancing it."""
     # count's repr is "count(N)" ("_Count(N)" here); reading it does not advance it.
     text = repr(counter)
     return int(text[text.index("(") + 1 : -1])
@@ -182,9 +253,9 @@ class Counters:
         """
         bulk = self._bulk
         return (
-            _value(self.retries) + bulk.get("retries", 0),
-            _value(self.fallbacks) + bulk.get("fallbacks", 0),
-            _value(self.failures) + bulk.get("failures", 0),
+            count_value(self.retries) + bulk.get("retries", 0),
+            count_value(self.fallbacks) + bulk.get("fallbacks", 0),
+            count_value(self.failures) + bulk.get("failures", 0),
             self._waited,
         )
 
@@ -211,7 +282,7 @@ class Counters:
 
         def read(name: str) -> int:
             counter: itertools.count[int] = getattr(self, name)
-            return _value(counter) + bulk.get(name, 0)
+            return count_value(counter) + bulk.get(name, 0)
 
         entries, hits = read("entries"), read("cache_hits")
         retries, fallbacks = read("retries"), read("fallbacks")
