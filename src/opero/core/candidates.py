@@ -93,6 +93,7 @@ class Pool:
         "breaker",
         "candidates",
         "cursor",
+        "local",
         "name",
         "strategy",
     )
@@ -106,9 +107,14 @@ class Pool:
         name: str = "?",
         *,
         make: Make = Candidate,
+        local: bool = True,
     ) -> None:
         #: The function (or group) named in the INFO line of each breaker's state change.
         self.name = name
+        #: In this process: True for in-process candidates; a pool whose candidates keep
+        #: their state elsewhere (a map's parent, redis) says False, and calls to its
+        #: candidates never take the shell's fast path.
+        self.local = local
         #: How one attempt orders the candidates.
         self.strategy: Strategy = strategy
         #: Every candidate's breaker settings, or None.
@@ -121,10 +127,6 @@ class Pool:
         self._burst = burst
         self._make = make
         self._lock = forksafe.lock()
-
-    #: In this process: True here; a stand-in keeping state elsewhere (a map's parent,
-    #: redis) says False, and calls to its candidates never take the shell's fast path.
-    local: bool = True
 
     def health(self, n: int) -> list[Candidate]:
         """The candidates, holding at least ``n`` (new ones start healthy)."""
