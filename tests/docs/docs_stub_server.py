@@ -15,6 +15,9 @@ How each host behaves (the docs rely on it):
 * any host whose name contains ``down``: always 503.
 * ``upstream``: the flaky upstream of ``tests/http_stub.py`` (429 with
   ``Retry-After``, 503, 401 by key, hangs, fail-N-times), for the HTTP APIs page.
+* ``keys``: answers by the API key of each request (``key_pool_stub.py``: revoked
+  keys 401, busy keys 429 with ``Retry-After`` every other request), for the Key
+  pools page.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from key_pool_stub import KeyedAPI, answer_by_key
 
 from http_stub import Upstream, answer
 
@@ -56,6 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         host, _, path = self.path.lstrip("/").partition("/")
         if host == "upstream":
             answer(self, self.server.upstream, "/" + path)
+            return
+        if host == "keys":
+            answer_by_key(self, self.server.keyed, "/" + path)
             return
         path = "/" + path.split("?", 1)[0]
         if self.headers.get("Authorization", "") == "Bearer revoked-key":
@@ -97,6 +105,7 @@ class _Server(ThreadingHTTPServer):
     lock: threading.Lock
     seen: dict[str, int]
     upstream: Upstream
+    keyed: KeyedAPI
 
 
 class StubServer:
@@ -107,6 +116,7 @@ class StubServer:
         self._server.lock = threading.Lock()
         self._server.seen = {}
         self._server.upstream = Upstream()
+        self._server.keyed = KeyedAPI()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -119,6 +129,7 @@ class StubServer:
         with self._server.lock:
             self._server.seen.clear()
         self._server.upstream.reset()
+        self._server.keyed.reset()
 
     def __enter__(self) -> StubServer:
         self._thread.start()

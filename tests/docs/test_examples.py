@@ -12,6 +12,12 @@ Markers, each an HTML comment on its own line right before the fence:
 * ``<!-- own-process -->``: run the block as a script of its own.
 * ``<!-- pytest -->``: the block is a test module: run it with pytest, which must pass.
 
+The next fenced block after a Python block (prose between is fine), if it is marked
+``<!-- output -->`` on the line above its fence, is what the Python block prints:
+the test compares it with the block's standard output, line by line (trailing
+spaces and blank lines at the end aside), so a page never shows output its code
+no longer prints.
+
 Network: URLs ``https://<name>.example.com`` are rewritten to a stub server on
 127.0.0.1 (``docs_stub_server.py`` says how each host answers), and while an example
 runs every lookup or connection to anything but the local machine is refused.
@@ -21,6 +27,9 @@ are skipped locally and fail in CI.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import io
 import logging
 import os
 import re
@@ -29,111 +38,23 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from docs_blocks import ROOT, Example, collect, printed
 from docs_network_guard import local_only
 from docs_stub_server import StubServer, rewrite_urls
 
 from opero.core import clock as opero_clock
 from redis_server import redis_answers
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 #: Seconds one example may take when it runs as a script of its own.
 SCRIPT_TIMEOUT = 45
 
-_LANGUAGES = frozenset({"python", "py", "python3"})
-_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
-_MARKER = re.compile(r"^\s*<!--\s*(?P<name>[a-z-]+)\s*(?::\s*(?P<reason>.*?))?\s*-->\s*$")
-_MARKERS = frozenset({"no-run", "own-process", "pytest"})
-_OWN_PROCESS = re.compile(
-    r"""__name__\s*==\s*["']__main__["']|mode\s*=\s*["'](?:async_)?process["']"""
-)
 _USES_REDIS = re.compile(r"redis")
-
-
-@dataclass(frozen=True)
-class Example:
-    """One fenced Python block of a page."""
-
-    path: Path
-    #: 1-based line of the block's first line of code in its page.
-    line: int
-    source: str
-    skip: str | None
-    #: "here" (this process), "script" (a process of its own) or "pytest".
-    how: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
-
-
-def _markers(lines: list[str], fence_index: int, path: Path) -> dict[str, str]:
-    """The ``<!-- name: reason -->`` comments right above the fence at ``fence_index``."""
-    found: dict[str, str] = {}
-    index = fence_index - 1
-    while index >= 0 and (match := _MARKER.match(lines[index])):
-        name = match.group("name")
-        if name not in _MARKERS:
-            break  # some other HTML comment: not ours
-        reason = (match.group("reason") or "").strip()
-        if name == "no-run" and not reason:
-            msg = f"{path.name}:{index + 1}: <!-- no-run: ... --> needs a reason"
-            raise ValueError(msg)
-        found[name] = reason
-        index -= 1
-    return found
-
-
-def collect(path: Path) -> list[Example]:
-    """The Python blocks of one Markdown page, indented ones (tabs, admonitions) included."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    examples: list[Example] = []
-    index = 0
-    while index < len(lines):
-        opening = _OPEN.match(lines[index])
-        if not opening:
-            index += 1
-            continue
-        indent, fence = opening.group("indent"), opening.group("fence")
-        info = opening.group("info").strip().lstrip("{").lstrip(".")
-        language = info.split()[0].lower() if info else ""
-        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
-        end = index + 1
-        while end < len(lines) and not closing.match(lines[end]):
-            end += 1
-        if end == len(lines):
-            msg = f"{path.name}:{index + 1}: the code fence is never closed"
-            raise ValueError(msg)
-        if language in _LANGUAGES:
-            body = [
-                line[len(indent) :] if line.startswith(indent) else line.lstrip()
-                for line in lines[index + 1 : end]
-            ]
-            source = "\n".join(body) + "\n"
-            markers = _markers(lines, index, path)
-            if "pytest" in markers:
-                how = "pytest"
-            elif "own-process" in markers or _OWN_PROCESS.search(source):
-                how = "script"
-            else:
-                how = "here"
-            examples.append(
-                Example(
-                    path=path,
-                    line=index + 2,
-                    source=source,
-                    skip=markers.get("no-run"),
-                    how=how,
-                )
-            )
-        index = end + 1
-    return examples
 
 
 EXAMPLES = [example for page in PAGES for example in collect(page)]
@@ -158,23 +79,28 @@ def _opero_logger_restored() -> Iterator[None]:
     logger.setLevel(level)
 
 
-def _run_here(example: Example, source: str) -> None:
+def _run_here(example: Example, source: str) -> str:
+    """Run ``source`` in this process; what it printed."""
     # The code keeps its page's line numbers, so a traceback points into the page.
     code = compile("\n" * (example.line - 1) + source, str(example.path), "exec")
     module = types.ModuleType("docs_example")
     module.__file__ = str(example.path)
     sys.modules["docs_example"] = module
+    out = io.StringIO()
     try:
-        with local_only():
+        with local_only(), contextlib.redirect_stdout(out):
             exec(code, module.__dict__)
     finally:
         del sys.modules["docs_example"]
+        sys.stdout.write(out.getvalue())  # pytest shows it if the test fails
     assert isinstance(opero_clock.current(), opero_clock.SystemClock), (
         "the example left a fake clock installed"
     )
+    return out.getvalue()
 
 
-def _run_as_script(example: Example, source: str, directory: Path) -> None:
+def _run_as_script(example: Example, source: str, directory: Path) -> str:
+    """Run ``source`` as a script (or a pytest module) of its own; what it printed."""
     # Named like a test module, so the same file serves `python example.py` and pytest.
     script = directory / "test_example.py"
     script.write_text("\n" * (example.line - 1) + source, encoding="utf-8")
@@ -204,6 +130,17 @@ def _run_as_script(example: Example, source: str, directory: Path) -> None:
             f"{example.name} exited with {done.returncode} "
             f"(line numbers are the page's)\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         )
+    return done.stdout
+
+
+def check_output(example: Example, stdout: str) -> None:
+    """Fail if ``example`` has an ``<!-- output -->`` block and printed something else."""
+    if example.output is None:
+        return
+    expected, actual = printed(example.output), printed(stdout)
+    if expected != actual:
+        diff = "\n".join(difflib.unified_diff(expected, actual, "page", "printed", lineterm=""))
+        pytest.fail(f"{example.name} printed other lines than its page shows:\n{diff}")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[example.name for example in EXAMPLES])
@@ -223,9 +160,10 @@ def test_example_runs(
     source = rewrite_urls(example.source, stub.base_url)
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     if example.how in ("script", "pytest"):
-        _run_as_script(example, source, tmp_path)
+        stdout = _run_as_script(example, source, tmp_path)
     else:
-        _run_here(example, source)
+        stdout = _run_here(example, source)
+    check_output(example, stdout)
 
 
 def test_the_collector_finds_blocks_in_every_page() -> None:
