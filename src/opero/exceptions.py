@@ -9,6 +9,10 @@ of arguments: fallback candidates are often API keys.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opero.core.attempts import AttemptRecord
 
 __all__ = [
     "AllFailedError",
@@ -47,13 +51,25 @@ class AllFailedError(OperoError):
         errors: every error of every attempt and candidate, in the order they
             happened.
         attempt_count: ``len(errors)``.
+        attempts: one [`AttemptRecord`][opero.AttemptRecord] per error, in the same
+            order, when opero's engine raised it: the attempt number, the candidate's
+            index, when it started and how long it took, the error, and the wait
+            before the next attempt with its reason.  ``()`` for an error built
+            elsewhere (a map's per-item ``timeout=``, a rebuilt one).
+        correlation_id: the [correlation id][opero.correlation_id] of the call, or
+            None when there was none.
+
+    Nothing opero adds to ``str()``, ``repr()`` or the records names an argument
+    value or a candidate: candidates go by index, and a record's ``repr()`` shows
+    its error's type only.
 
     The error survives serializers in both forms they use: plain pickle keeps
     ``errors`` themselves (and ``__cause__``); a serializer that can only carry
     ``args`` as JSON (Celery's json result backend) rebuilds it as
     ``AllFailedError(*args)``, and ``args[1]`` then holds one ``"Type: message"``
     line per error, which come back as [`AttemptError`][opero.exceptions.AttemptError]
-    placeholders, so ``attempt_count`` and ``str()`` still agree with the message.
+    placeholders, so ``attempt_count`` and ``str()`` still agree with the message
+    (the attempt records and the correlation id do not survive that form).
 
     Examples:
         >>> err = AllFailedError("2 calls failed", errors=[ValueError("a"), KeyError("b")])
@@ -63,11 +79,20 @@ class AllFailedError(OperoError):
         [AttemptError('ValueError: a'), AttemptError("KeyError: 'b'")]
     """
 
-    def __init__(self, message: str, errors: Sequence[BaseException | str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        errors: Sequence[BaseException | str] = (),
+        *,
+        attempts: Sequence[AttemptRecord] = (),
+        correlation_id: str | None = None,
+    ) -> None:
         kept = [e if isinstance(e, BaseException) else AttemptError(str(e)) for e in errors]
         super().__init__(message, tuple(_summary(e) for e in kept))
         self.errors: list[BaseException] = kept
         self.attempt_count: int = len(kept)
+        self.attempts: tuple[AttemptRecord, ...] = tuple(attempts)
+        self.correlation_id: str | None = correlation_id
 
     @property
     def last_error(self) -> BaseException | None:
@@ -91,10 +116,16 @@ class AllFailedError(OperoError):
     def __reduce__(
         self,
     ) -> tuple[type[AllFailedError], tuple[str, list[BaseException]], dict[str, object]]:
-        # Keeps ``errors`` and ``__cause__`` when the error crosses a process boundary
-        # (opmap); pickled together, the cause stays the same object as errors[-1].
+        # Keeps ``errors``, the attempt records and ``__cause__`` when the error crosses a
+        # process boundary (opmap); pickled together, the cause stays the same object as
+        # errors[-1], and each record's error the same object as its entry in errors.
         message = str(self.args[0]) if self.args else ""
-        return (type(self), (message, self.errors), {"__cause__": self.__cause__})
+        state: dict[str, object] = {
+            "__cause__": self.__cause__,
+            "attempts": self.attempts,
+            "correlation_id": self.correlation_id,
+        }
+        return (type(self), (message, self.errors), state)
 
 
 class DeadlineExceeded(AllFailedError, TimeoutError):  # noqa: N818 - the name is the contract (CONTRACT 30)

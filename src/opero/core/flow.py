@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from opero.core import clock, events
+from opero.core.attempts import RATE_LIMIT
 from opero.core.drivers import adrive, drive
 from opero.core.pool_flow import choose, guarded, settle
 from opero.core.run import Run
@@ -34,6 +36,7 @@ from opero.core.steps import (
     is_call_error,
     never_retried,
 )
+from opero.core.watch import attempt_ended, observed
 from opero.exceptions import AllFailedError
 
 if TYPE_CHECKING:
@@ -80,7 +83,7 @@ def recover(
         if run.cut_by_deadline(error):
             if pooled:
                 settle(p, run, error, routed=False)
-            run.errors.append(error)
+            run.ended(error)
             yield from _fail(p, run.expired(), error)
             return
         to_fallback, to_retry = (
@@ -93,6 +96,7 @@ def recover(
         if not (to_fallback or to_retry):
             yield from _propagate(p, error)
             return
+        run.ended(error)  # recorded for AllFailedError.attempts
         delay, asked = run.failed(error, to_fallback=to_fallback, to_retry=to_retry)
         if asked is not None and run.candidates is None:
             yield Pause(p, asked)  # other callers would only earn the same refusal
@@ -121,7 +125,8 @@ def call(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
     ``circuit_breaker=`` the whole call runs behind it (`guarded`).
     """
     flow = _whole(p, args, kwargs)
-    return flow if p.circuit is None else guarded(p, flow)
+    flow = flow if p.circuit is None else guarded(p, flow)
+    return observed(p, flow) if events.on else flow  # instrumentation: opero.core.watch
 
 
 def _whole(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow:
@@ -149,7 +154,10 @@ def _attempt(p: Pipeline, run: Run, step: Call) -> Any:  # a sub-flow: the error
     """Make the call ``step``; None once the call has ended with its result, else its error
     (what it raised, or the `ResultRejected` standing for a result ``retry_if_result`` refused).
     """
+    began = clock.now() if events.on else 0.0
     ok, outcome = yield step
+    if events.on:
+        attempt_ended(p, run, began, ok, outcome)
     if ok:
         rejected = yield from _rejected(p, run, outcome)
         if rejected is None:
@@ -190,6 +198,7 @@ def _start(
                 if not run.fits(rate_wait):
                     settle(p, run, None, routed=False)
                     return None
+                run.waiting(rate_wait, RATE_LIMIT)
                 yield Wait(rate_wait, p.counters)
     except BaseException:
         settle(p, run, None, routed=False)

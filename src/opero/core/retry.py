@@ -19,7 +19,13 @@ from opero.core.frozen import Frozen
 from opero.core.routing import ErrorFilter, Filter, error_filter
 from opero.exceptions import ConfigurationError
 
-__all__ = ["RetryPolicy", "WaitStrategy", "normalize_retry_on", "require_tenacity"]
+__all__ = [
+    "RetryPolicy",
+    "WaitStrategy",
+    "normalize_retry_on",
+    "require_tenacity",
+    "tenacity_state",
+]
 
 #: A tenacity wait strategy, or any callable taking a ``tenacity.RetryCallState``.
 WaitStrategy = Callable[[Any], float]
@@ -168,3 +174,20 @@ class RetryPolicy(Frozen):
             return None, True
         cap = self.max_delay if self.max_retry_after is None else self.max_retry_after
         return asked, asked <= cap
+
+
+def tenacity_state(run: Any, error: BaseException) -> Any:
+    """A ``tenacity.RetryCallState`` for a user-supplied tenacity wait strategy.
+
+    ``run`` is the failing call's `Run <opero.core.run.Run>`; ``error`` its latest error.
+    """
+    import tenacity  # noqa: PLC0415 - only users who passed wait= pay for the import
+
+    from opero.core import clock  # noqa: PLC0415 - the failure path only
+
+    state = tenacity.RetryCallState(None, run.pipeline.func, run.args, run.kwargs)  # type: ignore[arg-type]
+    state.start_time = run.started
+    state.attempt_number = run.attempt
+    state.outcome = tenacity.Future.construct(run.attempt, error, has_exception=True)
+    state.outcome_timestamp = clock.now()
+    return state

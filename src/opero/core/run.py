@@ -16,8 +16,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
 
 from opero.core import clock
+from opero.core.attempts import BACKOFF, RETRY_AFTER, Trail
+from opero.core.correlation import correlation_id
+from opero.core.retry import tenacity_state
 from opero.core.steps import Call
 from opero.exceptions import AllFailedError, DeadlineExceeded, ResultRejected
+from opero.utils.logging import fields
 
 if TYPE_CHECKING:
     from opero.core.candidates import Candidate
@@ -41,6 +45,7 @@ class Run:
     __slots__ = (
         "args",
         "attempt",
+        "began",
         "candidates",
         "deadline",
         "errors",
@@ -53,6 +58,7 @@ class Run:
         "pos",
         "started",
         "timed_by_deadline",
+        "trail",
     )
 
     def __init__(
@@ -84,6 +90,39 @@ class Run:
         self.timed_by_deadline = False
         #: The counter the next call's start advances (retries or fallbacks).
         self.pending: Any = None
+        #: When the call in progress began (clock time); None: not measured (the shell's).
+        self.began: float | None = None
+        #: The records of the failed calls so far (made at the first failure).
+        self.trail: Trail | None = None
+
+    def ended(self, error: BaseException) -> None:
+        """The call in progress failed with ``error``, which the settings route (or the
+        deadline cut): it is recorded, to end up in the ``AllFailedError``."""
+        self.errors.append(error)
+        trail = self.trail
+        if trail is None:
+            trail = self.trail = Trail()
+        trail.ended(self.attempt, self.candidate(), self.began, error)
+        self.began = None
+
+    def waiting(self, seconds: float, reason: str) -> None:
+        """A wait of ``seconds`` for ``reason`` begins before the next call (``attempts``)."""
+        if self.trail is not None:
+            self.trail.waiting(seconds, reason)
+
+    def candidate(self) -> int | None:
+        """The index of the candidate in progress; None without ``arg_fallback``."""
+        return None if self.candidates is None else self.index
+
+    def _fields(self, delay: float | None = None, reason: str | None = None) -> dict[str, Any]:
+        """The ``extra`` of a log line about the call in progress (and the wait after it)."""
+        return fields(
+            self.pipeline.name,
+            attempt=self.attempt,
+            candidate=self.candidate(),
+            delay=delay,
+            reason=reason if delay else None,
+        )
 
     def failed(
         self, error: BaseException, *, to_fallback: bool = True, to_retry: bool = True
@@ -98,7 +137,6 @@ class Run:
         None when there is none or it was too long (the call gives up).
         """
         pipeline = self.pipeline
-        self.errors.append(error)
         debug = logger.isEnabledFor(logging.DEBUG)
         candidates = self.candidates
         if to_fallback and candidates is not None and self._more():
@@ -112,18 +150,17 @@ class Run:
                 "(or max_delay) allows; giving up",
                 pipeline.name,
                 asked,
+                extra=self._fields(asked, RETRY_AFTER),
             )
             return None, None
         if self.attempt > pipeline.retry.retries:
             return None, asked
         failed_attempt = self.attempt
-        delay = pipeline.retry.delay(failed_attempt, lambda: self._tenacity_state(error))
-        if asked is not None:
-            delay = max(delay, asked)
-        self.attempt += 1
-        self.index = self.pos = 0
-        self.order = None
-        self.pending = pipeline.counters.retries
+        delay = pipeline.retry.delay(failed_attempt, lambda: tenacity_state(self, error))
+        reason = BACKOFF
+        if asked is not None and asked >= delay:
+            delay, reason = asked, RETRY_AFTER
+        self.waiting(delay, reason)
         if debug:
             logger.debug(
                 "opero: %s attempt %d failed (%s); retry %d of %d in %.3fs",
@@ -133,7 +170,12 @@ class Run:
                 failed_attempt,
                 pipeline.retry.retries,
                 delay,
+                extra=self._fields(delay, reason),
             )
+        self.attempt += 1
+        self.index = self.pos = 0
+        self.order = None
+        self.pending = pipeline.counters.retries
         return delay, asked
 
     def _more(self) -> bool:
@@ -147,20 +189,25 @@ class Run:
     def _next_candidate(self, error: BaseException, debug: bool) -> float:
         """Move on to the next candidate; the ``fallback_delay`` before it."""
         pipeline = self.pipeline
-        last = self.index
-        self.pos += 1
-        self.index = self.pos if self.order is None else self.order[self.pos]
-        self.pending = pipeline.counters.fallbacks
+        following = self.pos + 1
+        if self.order is not None:
+            following = self.order[following]
+        delay = pipeline.fallback.delay if pipeline.fallback else 0.0
+        self.waiting(delay, BACKOFF)
         if debug:
             logger.debug(
                 "opero: %s candidate %d of %r failed (%s); trying candidate %d",
                 pipeline.name,
-                last,
+                self.index,
                 pipeline.fallback.name if pipeline.fallback else None,
                 type(error).__name__,
-                self.index,
+                following,
+                extra=self._fields(delay, BACKOFF),
             )
-        return pipeline.fallback.delay if pipeline.fallback else 0.0
+        self.pos += 1
+        self.index = following
+        self.pending = pipeline.counters.fallbacks
+        return delay
 
     def fits(self, seconds: float) -> bool:
         """A wait of ``seconds`` from now would end before the deadline (always, without one)."""
@@ -176,11 +223,14 @@ class Run:
         """
         pipeline, deadline = self.pipeline, self.deadline
         timeout = pipeline.attempt_timeout
-        if deadline is None and timeout is None:
-            return Call(pipeline.func, args, kwargs)
         now = clock.now()
         if deadline is not None and now >= deadline:
             return None
+        self.began = now  # the attempt begins: the last one's wait is known (``attempts``)
+        if self.trail is not None:
+            self.trail.began()
+        if deadline is None and timeout is None:
+            return Call(pipeline.func, args, kwargs)
         until = deadline
         if timeout is not None and (deadline is None or now + timeout < deadline):
             until = now + timeout
@@ -232,8 +282,9 @@ class Run:
             calls,
             detail,
             type(self.errors[-1]).__name__,
+            extra=self._fields(),
         )
-        return AllFailedError(message, errors=self.errors)
+        return AllFailedError(message, errors=self.errors, **self._context())
 
     def expired(self) -> DeadlineExceeded:
         """The error that ends a call whose deadline ran out (every error so far)."""
@@ -243,20 +294,17 @@ class Run:
         message = (
             f"the deadline of {pipeline.deadline:g}s for {pipeline.name} ran out after {calls}"
         )
-        logger.warning("opero: %s", message)
-        return DeadlineExceeded(message, errors=self.errors)
+        logger.warning(
+            "opero: %s",
+            message,
+            extra=self._fields(),
+        )
+        return DeadlineExceeded(message, errors=self.errors, **self._context())
 
-    def _tenacity_state(self, error: BaseException) -> Any:
-        """A ``tenacity.RetryCallState`` for a user-supplied tenacity wait strategy."""
-        import tenacity  # noqa: PLC0415 - only users who passed wait= pay for the import
-
-        now = clock.now()
-        state = tenacity.RetryCallState(None, self.pipeline.func, self.args, self.kwargs)  # type: ignore[arg-type]
-        state.start_time = self.started
-        state.attempt_number = self.attempt
-        state.outcome = tenacity.Future.construct(self.attempt, error, has_exception=True)
-        state.outcome_timestamp = now
-        return state
+    def _context(self) -> dict[str, Any]:
+        """The attempt records and the correlation id the call's ``AllFailedError`` carries."""
+        attempts = () if self.trail is None else self.trail.close()
+        return {"attempts": attempts, "correlation_id": correlation_id()}
 
 
 def _plural(count: int, noun: str) -> str:

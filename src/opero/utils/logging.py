@@ -7,15 +7,67 @@ own and replaces it on a second call instead of duplicating lines.
 The logger also carries a filter that masks credentials in every line it
 handles, whatever handler the application attaches: a server's error may quote
 the URL it was given, and ``redis://user:password@host`` must not reach a log.
+
+Every record of the logger carries the same six attributes (``extra`` fields),
+``None`` where one does not apply, so a JSON or structlog formatter needs no parsing
+of the message: ``opero_function`` (``module.qualname``), ``opero_attempt``,
+``opero_candidate`` (the ``arg_fallback`` index, never the value), ``opero_delay``
+(seconds), ``opero_reason`` (``"backoff"``, ``"retry_after"``, ``"rate_limit"``) and
+``opero_correlation_id`` (:func:`opero.correlation_id` where the record was written).
+The engine passes the ones it knows (:func:`fields`); a filter on the logger fills
+in the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["configure_logging", "logger"]
+from opero.core.correlation import correlation_id
+
+__all__ = ["FIELDS", "configure_logging", "fields", "logger"]
+
+#: The attributes every record of the ``"opero"`` logger has (``None`` where not applicable).
+FIELDS = (
+    "opero_function",
+    "opero_attempt",
+    "opero_candidate",
+    "opero_delay",
+    "opero_reason",
+    "opero_correlation_id",
+)
+
+
+def fields(
+    function: str | None,
+    *,
+    attempt: int | None = None,
+    candidate: int | None = None,
+    delay: float | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The ``extra`` of a record about ``function`` (the correlation id is filled in later)."""
+    return {
+        "opero_function": function,
+        "opero_attempt": attempt,
+        "opero_candidate": candidate,
+        "opero_delay": delay,
+        "opero_reason": reason,
+    }
+
+
+class _Fields(logging.Filter):
+    """Gives every record the six ``opero_*`` attributes: the ones not passed are ``None``,
+    the correlation id is the one current where the record is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attributes = record.__dict__
+        if "opero_correlation_id" not in attributes:
+            attributes["opero_correlation_id"] = correlation_id()
+        for name in FIELDS[:5]:
+            attributes.setdefault(name, None)
+        return True
 
 
 class _HideCredentials(logging.Filter):
@@ -51,6 +103,8 @@ logger = logging.getLogger("opero")
 logger.addHandler(logging.NullHandler())
 if not any(isinstance(f, _HideCredentials) for f in logger.filters):  # a reload adds none
     logger.addFilter(_HideCredentials())
+if not any(type(f).__name__ == "_Fields" for f in logger.filters):
+    logger.addFilter(_Fields())
 
 _DEFAULT_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 _handler: logging.Handler | None = None
