@@ -25,6 +25,8 @@ KEYED_STATISTICS = {
     "cache_hits": 0,
     "cache_misses": 0,
     "cache_errors": 0,
+    "candidates": (),
+    "breaker": None,
 }
 KEYED_WAITED = 0.02
 KEYED_SETTINGS: dict[str, Any] = {
@@ -64,6 +66,8 @@ FLAKY_STATISTICS = {
     "cache_hits": 0,
     "cache_misses": 0,
     "cache_errors": 0,
+    "candidates": (),
+    "breaker": None,
 }
 FLAKY_WAITED = 2 * 0.01 + 3 * 0.03
 FLAKY_SETTINGS: dict[str, Any] = {

@@ -18,6 +18,7 @@ def test_exports_are_pinned() -> None:
             "Breaker",
             "CacheKeyWarning",
             "CancelledItemError",
+            "CandidateStatistics",
             "CircuitOpenError",
             "ConcurrencyError",
             "ConfigurationError",

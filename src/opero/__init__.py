@@ -17,6 +17,7 @@ from __future__ import annotations
 from opero.core.breaker import Breaker
 from opero.core.cache import clear_cache
 from opero.core.deadline import remaining
+from opero.core.stats import CandidateStatistics
 from opero.decorators.opero import OperoFunction, opero
 from opero.decorators.opmap import opmap
 from opero.exceptions import (
@@ -43,6 +44,7 @@ __all__ = [
     "Breaker",
     "CacheKeyWarning",
     "CancelledItemError",
+    "CandidateStatistics",
     "CircuitOpenError",
     "ConcurrencyError",
     "ConfigurationError",

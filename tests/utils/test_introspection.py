@@ -22,6 +22,8 @@ INFO_KEYS = {
     "layers",
     "statistics",
     "cache",
+    "candidates",
+    "circuit_breaker",
 }
 
 STAT_KEYS = {
@@ -34,6 +36,8 @@ STAT_KEYS = {
     "cache_misses",
     "cache_errors",
     "waited",
+    "candidates",
+    "breaker",
 }
 
 
@@ -56,6 +60,8 @@ def test_info_of_a_plain_function() -> None:
         "layers": [],
         "statistics": None,
         "cache": None,
+        "candidates": [],
+        "circuit_breaker": None,
     }
 
 
@@ -183,6 +189,8 @@ def test_statistics_after_a_mix_of_calls(clock: FakeClock) -> None:
         "cache_misses": 2,
         "cache_errors": 0,
         "waited": 1.0,
+        "candidates": [],
+        "breaker": None,
     }
     assert get_opero_info(flaky)["statistics"] == {
         "calls": 1,
@@ -194,6 +202,8 @@ def test_statistics_after_a_mix_of_calls(clock: FakeClock) -> None:
         "cache_misses": 0,
         "cache_errors": 0,
         "waited": 3.0,
+        "candidates": [],
+        "breaker": None,
     }
 
 
@@ -221,6 +231,8 @@ def test_statistics_count_giving_up_and_non_retryable_errors(clock: FakeClock) -
         "cache_misses": 0,
         "cache_errors": 0,
         "waited": 2.0,
+        "candidates": (),
+        "breaker": None,
     }
 
 

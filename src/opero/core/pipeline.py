@@ -198,8 +198,13 @@ class Pipeline(Frozen):
         return tuple(name for name, on in present.items() if on)
 
     def statistics(self) -> Statistics:
-        """A snapshot of this function's counters."""
-        return self.counters.snapshot(self.cache.errors if self.cache is not None else 0)
+        """A snapshot of this function's counters, its candidates' health and its breaker's."""
+        now, pool, circuit = clock.now(), self.pool, self.circuit
+        return self.counters.snapshot(
+            self.cache.errors if self.cache is not None else 0,
+            () if pool is None else tuple(c.report(now) for c in pool.candidates),
+            None if circuit is None else circuit.state(now),
+        )
 
     def first_call(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -150,8 +150,11 @@ def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) 
             else:
                 breaker.release(now)
         return
+    failed = breaker is None or breaker.config.counts_as_failure(error)
     if breaker is not None:
-        breaker.record(now, failed=breaker.config.counts_as_failure(error))
+        breaker.record(now, failed=failed)
+    if failed:
+        candidate.failed()
     asked, _ = p.retry.server_wait(error)
     if asked is not None:
         candidate.rest(now, asked)

@@ -1,12 +1,12 @@
 """Per-function statistics: cheap to count, consistent to read.
 
-Counters are ``itertools.count`` objects: ``next()`` on one is a single C call,
-so increments from many threads are never lost and cost no lock on the success
-path.  Calls and attempts are derived rather than counted (a call is served from the
-cache, enters the retry layer once, or ends before either, which is counted on
-that rare path), which keeps a successful uncached call at one increment.  Waits
-and retries are counted once they have happened, so cancelling a call in the
-middle of a backoff never reports a retry that did not run.
+Counters are ``itertools.count`` objects: ``next()`` on one is a single C call, so
+increments from many threads are never lost and cost no lock on the success path.
+Calls and attempts are derived rather than counted (a call is served from the cache,
+enters the retry layer once, or ends before either, which is counted on that rare
+path), which keeps a successful uncached call at one increment.  Waits and retries are
+counted once they have happened, so cancelling a call in the middle of a backoff never
+reports a retry that did not run.
 """
 
 from __future__ import annotations
@@ -23,11 +23,7 @@ __all__ = ["CandidateStatistics", "Counters", "Statistics", "count_value"]
 
 @final
 class CandidateStatistics(Frozen):
-    """One ``arg_fallback`` candidate's health and counts, known by its index only.
-
-    A candidate's value is often an API key, so nothing here holds it: the index
-    is its position in the list the function is called with.
-    """
+    """One ``arg_fallback`` candidate's health and counts, by index: never its value (a key)."""
 
     __slots__ = (
         "budget_used",
@@ -169,15 +165,8 @@ def count_value(counter: itertools.count[int]) -> int:
 
 
 #: The names of the ``_Count`` counters of `Counters`.
-_COUNTERS = (
-    "entries",
-    "retries",
-    "fallbacks",
-    "failures",
-    "cache_hits",
-    "cache_misses",
-    "unserved",
-)
+_COUNTERS: tuple[str, ...] = ("entries", "retries", "fallbacks", "failures", "cache_hits")
+_COUNTERS += ("cache_misses", "unserved")
 
 
 @final
@@ -276,8 +265,13 @@ class Counters:
         """Account a wait of ``seconds`` that was cut short: only the part spent, from ``since``."""
         self.add_wait(min(seconds, max(0.0, clock.now() - since)))
 
-    def snapshot(self, cache_errors: int = 0) -> Statistics:
-        """The current values as a frozen `Statistics`."""
+    def snapshot(
+        self,
+        cache_errors: int = 0,
+        candidates: tuple[CandidateStatistics, ...] = (),
+        breaker: str | None = None,
+    ) -> Statistics:
+        """The current values as a frozen `Statistics` (with the pool's and breaker's)."""
         bulk = dict(self._bulk)
 
         def read(name: str) -> int:
@@ -296,4 +290,6 @@ class Counters:
             cache_misses=read("cache_misses"),
             cache_errors=cache_errors,
             waited=self._waited,
+            candidates=candidates,
+            breaker=breaker,
         )

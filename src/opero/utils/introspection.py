@@ -34,7 +34,10 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
     the cache secret and every credential in ``cache_backend_config`` and
     ``rate_limit_backend_config`` (a ``password`` or ``username`` key, a URL's
     ``user:password@`` or ``?password=``) appear as ``"<set>"``, and a given
-    client object by its type only.
+    client object by its type only.  ``candidates`` lists each ``arg_fallback``
+    candidate's health and counts by index (`CandidateStatistics` as a dict; empty
+    without a key pool), never its value; ``circuit_breaker`` is the state of the
+    function's own breaker (None without one).
     """
     pipeline = _pipeline(func)
     info: dict[str, Any] = {
@@ -45,6 +48,8 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
         "layers": [],
         "statistics": None,
         "cache": None,
+        "candidates": [],
+        "circuit_breaker": None,
     }
     if pipeline is None:
         return info
@@ -59,7 +64,12 @@ def get_opero_info(func: Callable[..., Any]) -> dict[str, Any]:
         {name: _describe(v) for name, v in masked_settings(map_settings).items()}
     )
     info["layers"] = list(pipeline.layers)
-    info["statistics"] = pipeline.statistics().as_dict()
+    stats = pipeline.statistics()
+    # Each candidate by index, never by value (a candidate is often an API key).
+    candidates = [candidate.as_dict() for candidate in stats.candidates]
+    info["statistics"] = {**stats.as_dict(), "candidates": candidates}
+    info["candidates"] = candidates
+    info["circuit_breaker"] = stats.breaker
     if pipeline.cache is not None:
         info["cache"] = pipeline.cache.stats()
     return info
@@ -117,5 +127,12 @@ def analyze_function(func: Callable[..., Any]) -> str:
         f"{stats['calls']} calls, {stats['attempts']} attempts, {stats['retries']} retries, "
         f"{stats['fallbacks']} fallbacks, {stats['cache_hits']} cache hits, "
         f"{stats['failures']} failures, {stats['waited']:.3f}s waited"
+    )
+    if info["circuit_breaker"] is not None:
+        lines.append(f"  Circuit breaker: {info['circuit_breaker']}")
+    lines.extend(
+        f"  Candidate {c['index']}: {c['state']}, {c['calls']} calls, "
+        f"{c['failures']} failures, {c['rests']} rests"
+        for c in info["candidates"]
     )
     return "\n".join(lines)
