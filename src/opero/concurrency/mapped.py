@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.plan import REMOTE_MODES, MapPlan
 from opero.concurrency.progress import Progress
+from opero.core import clock, events
 from opero.core.assemble import build_pipeline
 from opero.core.shell import Shell, worker_shell
+from opero.core.watch import map_ended, unspanned
 
 if TYPE_CHECKING:
     import asyncio
@@ -72,6 +74,7 @@ def _plan(
     # The workers book every start and pause with the parent's limiter or pause, through
     # the map's link (map_link.py, scope_link.py).
     parent = build_pipeline(func, config)
+    unspanned.add(id(parent))  # instrumentation: the map has one span, its items none
     link = None
     if process:
         from opero.concurrency.map_link import MapLink  # noqa: PLC0415
@@ -131,7 +134,11 @@ def sync_wrapper(func: Callable[..., Any], plan: MapPlan, ordered: bool) -> Any:
     from opero.concurrency.dispatch import iterate, map_all  # noqa: PLC0415
 
     def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
-        return map_all(plan, items, args, kwargs, ordered=ordered)
+        began = clock.now() if events.on else 0.0
+        results = map_all(plan, items, args, kwargs, ordered=ordered)
+        if events.on:
+            map_ended(plan.pipeline, plan.mode, results, began)
+        return results
 
     def flatten(batches: Generator[list[Any], None, None]) -> Generator[Any, None, None]:
         # A generator of its own, so closing it (or leaving it) stops the map at once.
@@ -200,9 +207,12 @@ def async_wrapper(
     """``await f(items)`` and its lazy forms, over ``engine``'s batches."""
 
     async def mapped(items: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        began = clock.now() if events.on else 0.0
         results: list[Any] = []
         async for batch in engine(plan, items, args, kwargs, ordered=ordered):
             results.extend(batch)
+        if events.on:
+            map_ended(plan.pipeline, plan.mode, results, began)
         return results
 
     async def flatten(batches: AsyncIterator[list[Any]]) -> AsyncIterator[Any]:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Final, final
 
+from opero.core import events
 from opero.core.sentinels import MISSING, NO_KEY
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class Compute:
 
     def __call__(self) -> Any:
         next(self.step.misses)
+        if events.on:
+            from opero.core.watch import cache_lookup  # noqa: PLC0415 - listeners only
+
+            cache_lookup(self.step.pipeline, hit=False)
         return self.step.inner(*self.args, **self.kwargs)
 
 
@@ -132,7 +137,7 @@ class CacheStep:
             if value is MISSING:
                 return miss(key, args, kwargs)
             next(hits)
-            if announce is None and not debug_enabled(DEBUG):
+            if announce is None and not events.on and not debug_enabled(DEBUG):
                 return value
             return noted(value)
 
@@ -158,6 +163,10 @@ class CacheStep:
         """Log a hit at DEBUG and announce it to a sync ``on_cache_hit``; ``value`` back."""
         if debug_enabled(DEBUG):
             self.pipeline.log_hit()
+        if events.on:
+            from opero.core.watch import cache_lookup  # noqa: PLC0415 - listeners only
+
+            cache_lookup(self.pipeline, hit=True)
         if self.announce is not None:
             self.announce()
         return value

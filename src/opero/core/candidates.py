@@ -26,7 +26,7 @@ import itertools
 import logging
 from typing import Final, final
 
-from opero.core import forksafe, validate
+from opero.core import events, forksafe, validate
 from opero.core.breaker import Breaker, State
 from opero.core.breaker_state import OnChange
 from opero.core.candidate import Candidate, Make
@@ -146,6 +146,10 @@ class Pool:
 
         def changed(old: State, new: State) -> None:
             logger.info("opero: %s candidate %d breaker %s -> %s", name, index, old, new)
+            if events.on:
+                from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
+
+                breaker_changed(name, index, old, new)
 
         return changed
 

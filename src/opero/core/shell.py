@@ -26,10 +26,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, cast, final
 
+from opero.core import events
 from opero.core.cache_step import UNCACHED, CacheStep, Compute
 from opero.core.drivers import afirst_slot, first_slot, whole_async, whole_sync
 from opero.core.flow import adrive, drive, recover
 from opero.core.pipeline import Pipeline
+from opero.instrumentation import detect
 
 if TYPE_CHECKING:
     from opero.core.callbacks import Callback
@@ -57,6 +59,7 @@ class Shell:
     def __init__(self, p: Pipeline) -> None:
         self.pipeline = p
         self.is_async = p.is_async
+        detect()  # OpenTelemetry on if a provider is set (opero.instrumentation)
         self.call: Callable[..., Any] = build_async(p) if p.is_async else build_sync(p)
         self.tally = p.counters.tally
         plain = (
@@ -98,8 +101,11 @@ def worker_shell(
 def build_sync(p: Pipeline) -> Callable[..., Any]:
     """The call function of a sync decorated function."""
     call, entries, gate = _first_attempt(p), p.counters.entries, p.gate
+    watched = whole_sync(p)  # while instrumentation listens: the engine reports the call
 
     def attempts(*args: Any, **kwargs: Any) -> Any:
+        if events.on:
+            return watched(*args, **kwargs)
         if gate.until:  # a server's Retry-After pauses the function (it has no rate limit)
             first_slot(p, args, kwargs)
         next(entries)
@@ -110,6 +116,8 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         return drive(recover(p, args, kwargs, error))
 
     def limited(*args: Any, **kwargs: Any) -> Any:
+        if events.on:
+            return watched(*args, **kwargs)
         first_slot(p, args, kwargs)
         return attempts(*args, **kwargs)
 
@@ -192,8 +200,11 @@ def _cached_sync(step: CacheStep) -> Callable[..., Any]:
 def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
     """The call function of an async decorated function (a coroutine function)."""
     call, entries, gate = _first_attempt(p), p.counters.entries, p.gate
+    watched = whole_async(p)
 
     async def attempts(*args: Any, **kwargs: Any) -> Any:
+        if events.on:
+            return await watched(*args, **kwargs)
         if gate.until:
             await afirst_slot(p, args, kwargs)
         next(entries)
@@ -204,6 +215,8 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         return await adrive(recover(p, args, kwargs, error))
 
     async def limited(*args: Any, **kwargs: Any) -> Any:
+        if events.on:
+            return await watched(*args, **kwargs)
         await afirst_slot(p, args, kwargs)
         return await attempts(*args, **kwargs)
 

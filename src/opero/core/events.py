@@ -1,0 +1,199 @@
+"""What opero did, as typed frozen events, and the switch that says whether anyone listens.
+
+The engine builds an event only when :data:`on` is true, so a process without
+hooks (and without the OpenTelemetry adapter) allocates nothing for telemetry:
+each emission point in the engine is one ``if events.on:`` (a module attribute
+read).  :mod:`opero.instrumentation` is the public face (``set_hooks``,
+``enable``, ``disable``); :mod:`opero.core.watch` builds and sends the events.
+
+Every event names its function by ``module.qualname`` and a fallback candidate
+by its index, never by value: candidates are often API keys, and arguments may
+be anything.  Times are seconds (``duration``, ``seconds``) from opero's clock,
+so a test on ``opero.testing.FakeClock`` sees exact values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, final
+
+from opero.core.frozen import Frozen
+
+__all__ = [
+    "AttemptEnded",
+    "BreakerChanged",
+    "CacheLookup",
+    "CallEnded",
+    "Event",
+    "Hook",
+    "MapEnded",
+    "Tracer",
+    "Waited",
+    "correlation",
+    "emit",
+    "on",
+]
+
+logger = logging.getLogger("opero")
+
+#: Why a call waited: its retry's backoff (or ``fallback_delay``), a server's
+#: ``Retry-After``, or a rate-limit slot.
+WaitReason = Literal["backoff", "retry_after", "rate_limit"]
+#: How a call ended: its result, ``AllFailedError`` (or ``DeadlineExceeded``,
+#: ``CircuitOpenError``), or an error no setting routes, passed on as it is.
+Outcome = Literal["success", "failure", "error"]
+
+
+class Event(Frozen):
+    """The fields every event has: the function and the call's correlation id (or None)."""
+
+    __slots__ = ("correlation_id", "function")
+
+    #: The decorated function's ``module.qualname``.
+    function: str
+    correlation_id: str | None
+
+    def __init__(self, **fields: Any) -> None:
+        expected = set(self._fields())
+        if set(fields) != expected:
+            msg = f"{type(self).__name__} takes exactly the fields {sorted(expected)}"
+            raise TypeError(msg)
+        self._init(**fields)
+
+
+@final
+class CallEnded(Event):
+    """One decorated call ended (a cache hit ends without one: see `CacheLookup`)."""
+
+    __slots__ = ("attempts", "duration", "error_type", "outcome")
+
+    outcome: Outcome
+    #: Seconds from the call's start (its first rate slot included) to its end.
+    duration: float
+    #: Calls of the function this call made (0 when none could start).
+    attempts: int
+    #: The ending error's class name (``error.type``), None on success.
+    error_type: str | None
+
+
+@final
+class AttemptEnded(Event):
+    """One call of the function ended (a first attempt, a retry, or a fallback candidate)."""
+
+    __slots__ = ("attempt", "candidate", "duration", "error_type", "kind", "ok", "started")
+
+    #: The retry round, from 1.
+    attempt: int
+    #: The fallback candidate's index, None without ``arg_fallback``.
+    candidate: int | None
+    #: ``"first"``, ``"retry"`` (a new round) or ``"fallback"`` (another candidate).
+    kind: Literal["first", "retry", "fallback"]
+    #: The attempt returned a result that was kept.
+    ok: bool
+    #: Wall-clock start (``time.time()`` or the fake clock's ``wall()``).
+    started: float
+    duration: float
+    error_type: str | None
+
+
+@final
+class Waited(Event):
+    """A call waited ``seconds`` before an attempt, for ``reason``."""
+
+    __slots__ = ("reason", "seconds")
+
+    reason: WaitReason
+    seconds: float
+
+
+@final
+class CacheLookup(Event):
+    """The cache answered a call (``hit``) or the call computes its value (a miss)."""
+
+    __slots__ = ("hit",)
+
+    hit: bool
+
+
+@final
+class BreakerChanged(Event):
+    """A breaker changed state: a candidate's (by index) or the function's (None)."""
+
+    __slots__ = ("candidate", "new", "old")
+
+    candidate: int | None
+    old: str
+    new: str
+
+
+@final
+class MapEnded(Event):
+    """An ``@opmap`` call over a list ended: how many items, how many failed."""
+
+    __slots__ = ("duration", "failures", "items", "mode")
+
+    mode: str
+    items: int
+    failures: int
+    duration: float
+
+
+class Hook(Protocol):
+    """A receiver of events: any callable taking one `Event`; what it returns is ignored."""
+
+    def __call__(self, event: Event, /) -> object: ...
+
+
+class Tracer(Protocol):
+    """What opens a call's span before the call runs (the OpenTelemetry adapter).
+
+    ``start`` makes the span current (so the function's own spans nest under it)
+    and returns what ``end`` needs; both run in the caller's thread or task.
+    """
+
+    def start(self, function: str) -> Any: ...
+
+    def end(self, handle: Any, event: CallEnded) -> None: ...
+
+
+#: True while anyone listens (hooks set, or a tracer): the engine's one check.
+on: bool = False
+#: The hooks every event goes to, in order.
+hooks: tuple[Hook, ...] = ()
+#: The span opener, or None.
+tracer: Tracer | None = None
+_correlation: Callable[[], str | None] | None = None
+
+
+def emit(event: Event) -> None:
+    """Hand ``event`` to every hook; a hook that raises is logged (by its type) and skipped."""
+    for hook in hooks:
+        try:
+            hook(event)
+        except Exception:  # a broken hook must never break the call it reports on
+            logger.warning(
+                "opero: instrumentation hook %s raised on %s",
+                type(hook).__qualname__,
+                type(event).__name__,
+                exc_info=True,
+            )
+
+
+def correlation() -> str | None:
+    """The current call's correlation id (``opero.core.correlation``), or None without it."""
+    global _correlation  # noqa: PLW0603 - resolved once, on first use
+    if _correlation is None:
+        try:
+            from opero.core.correlation import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+                correlation_id,
+            )
+        except ImportError:  # not in this version yet: no id
+            _correlation = _none
+        else:
+            _correlation = correlation_id
+    return _correlation()
+
+
+def _none() -> str | None:
+    return None
