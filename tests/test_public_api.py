@@ -15,6 +15,7 @@ def test_exports_are_pinned() -> None:
     assert sorted(opero.__all__) == sorted(
         [
             "AllFailedError",
+            "AttemptRecord",
             "Breaker",
             "CacheKeyWarning",
             "CancelledItemError",
@@ -29,6 +30,8 @@ def test_exports_are_pinned() -> None:
             "__version__",
             "clear_cache",
             "configure_logging",
+            "correlation",
+            "correlation_id",
             "opero",
             "opmap",
             "remaining",

@@ -14,8 +14,10 @@ Examples:
 
 from __future__ import annotations
 
+from opero.core.attempts import AttemptRecord
 from opero.core.breaker import Breaker
 from opero.core.cache import clear_cache
+from opero.core.correlation import correlation, correlation_id
 from opero.core.deadline import remaining
 from opero.core.stats import CandidateStatistics
 from opero.decorators.opero import OperoFunction, opero
@@ -41,6 +43,7 @@ __version__ = "3.0.0a1"
 
 __all__ = [
     "AllFailedError",
+    "AttemptRecord",
     "Breaker",
     "CacheKeyWarning",
     "CancelledItemError",
@@ -55,6 +58,8 @@ __all__ = [
     "__version__",
     "clear_cache",
     "configure_logging",
+    "correlation",
+    "correlation_id",
     "opero",
     "opmap",
     "remaining",

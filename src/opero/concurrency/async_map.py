@@ -15,6 +15,7 @@ from typing import Any
 from opero.concurrency.chunks import NOT_STARTED
 from opero.concurrency.collect import Collector
 from opero.concurrency.plan import MapPlan
+from opero.core.correlation import correlation_id
 from opero.exceptions import CancelledItemError, DeadlineExceeded
 
 __all__ = ["async_iterate"]
@@ -101,7 +102,8 @@ def _late(error: BaseException, timeout: float | None) -> BaseException:
         and isinstance(error, asyncio.TimeoutError)
         and not isinstance(error, DeadlineExceeded)
     ):
-        return DeadlineExceeded(f"item did not finish within {timeout} s")
+        message = f"item did not finish within {timeout} s"
+        return DeadlineExceeded(message, correlation_id=correlation_id())
     return error
 
 

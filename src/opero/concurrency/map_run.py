@@ -18,6 +18,7 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import NOT_STARTED, Batch, Chunk, failed_batch, pool_failure
+from opero.core.correlation import correlation_id
 from opero.exceptions import CancelledItemError, ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -198,9 +199,12 @@ class MapRun:
         if not expired:
             return
         message = f"item did not finish within {timeout} s"
+        carried = correlation_id()  # the map's caller's (this runs in its thread, or a copy)
         for future in expired:
             indices, _ = self.in_flight.pop(future)
-            self.ready.append(failed_batch(indices, lambda: DeadlineExceeded(message)))
+            self.ready.append(
+                failed_batch(indices, lambda: DeadlineExceeded(message, correlation_id=carried))
+            )
         for chunk in [self.in_flight.pop(future) for future in again]:
             self._submit(chunk)
 

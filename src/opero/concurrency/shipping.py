@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import Batch, Chunk
 from opero.core import clock
+from opero.core.correlation import correlation_id
 from opero.exceptions import ConcurrencyError
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ class Shipment:
             raise TypeError(msg)
         self.spec: WorkerSpec = plan.spec
         self.counters: Counters = plan.pipeline.counters
-        #: The map's extra arguments, packed once for every chunk.
-        self.extra = dumps((args, kwargs))
+        #: The map's extra arguments and the caller's correlation id, packed once for
+        #: every chunk (a worker sets the id around each chunk's items).
+        self.extra = dumps((args, kwargs, correlation_id()))
         #: How the workers reach this process's limiter or pause (``map_link.py``).
         self.wire = plan.link.wire() if plan.link is not None else None
         #: Takes the batch of an item that could not be packed.

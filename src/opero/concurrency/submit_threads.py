@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from opero.concurrency.chunks import Chunk
 from opero.concurrency.items import Pace, run_sync_chunk
 from opero.concurrency.pool import thread_pool
+from opero.core import correlation
 
 if TYPE_CHECKING:
     from opero.concurrency.plan import MapPlan
@@ -32,6 +33,7 @@ class ThreadJob:
 
     __slots__ = (
         "args",
+        "correlation",
         "counters",
         "kwargs",
         "pace",
@@ -63,12 +65,15 @@ class ThreadJob:
         self.started: dict[int, float] | None = {} if track_start else None
         #: The fast path's slice size, learned by this map's earlier chunks.
         self.pace = Pace()
+        #: The caller's correlation id: pool threads do not inherit context variables.
+        self.correlation = correlation.correlation_id()
 
     def run(self, indices: Sequence[int], items: list[Any]) -> tuple[list[Any], list[int]]:
         """Run the chunk's items one after another: ``(values, failed positions)``."""
         started = self.started
         on_start = None if started is None else functools.partial(_note_start, started, indices)
         plain = 0
+        carried = correlation.enter(self.correlation)
         try:
             values, failed, plain = run_sync_chunk(
                 self.shell,
@@ -81,6 +86,7 @@ class ThreadJob:
                 pace=self.pace,
             )
         finally:  # the fast path's calls passed no counter: count them here, once
+            correlation.leave(carried)
             if plain:
                 self.counters.add_entries(plain)
         return values, failed

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
 from opero.concurrency.map_link import Link, attach
+from opero.core import correlation
 from opero.exceptions import ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -77,10 +78,11 @@ def run_chunk_in_worker(
     except IndexError:
         build = pickle.loads(blob)  # noqa: S301 - our own bytes, from the parent
         call = build()
-    args, kwargs = pickle.loads(extra)  # noqa: S301
+    args, kwargs, carried = _extra(extra)
     if link is not None:
         attach(call.pipeline, link)  # every start and pause through the map's parent
     before = call.tally()
+    token = correlation.enter(carried)  # the caller's id, for the items' logs and errors
     try:
         if call.is_async:
             import asyncio  # noqa: PLC0415
@@ -90,8 +92,17 @@ def run_chunk_in_worker(
             values, failed, _ = run_sync_chunk(call, items, args, kwargs)
         delta = _delta(before, call.tally())
     finally:
+        correlation.leave(token)
         idle.append(call)
     return _pack(values, failed, delta)
+
+
+def _extra(extra: bytes) -> tuple[tuple[Any, ...], dict[str, Any], str | None]:
+    """The map's ``(args, kwargs, correlation id)`` (a chunk packed without an id: None)."""
+    import pickle  # noqa: PLC0415
+
+    args, kwargs, *carried = pickle.loads(extra)  # noqa: S301 - our own bytes, from the parent
+    return args, kwargs, carried[0] if carried else None
 
 
 def prepare_worker(key: str, blob: bytes, linger: float) -> int:
@@ -148,7 +159,8 @@ def run_chunk_with_deadline(  # noqa: PLR0917 - a task's fields, in its order
     import pickle  # noqa: PLC0415
 
     count = len(pickle.loads(packed_items))  # noqa: S301 - our own bytes, from the parent
-    late = [DeadlineExceeded(f"item did not finish within {timeout} s") for _ in range(count)]
+    message, carried = f"item did not finish within {timeout} s", _extra(extra)[2]
+    late = [DeadlineExceeded(message, correlation_id=carried) for _ in range(count)]
     # What the late items go on to count is dropped with their results.
     return _pack(late, list(range(count)), None)
 
