@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, final
 
+from opero.core.correlation import correlation_id
 from opero.core.frozen import Frozen
 
 __all__ = [
@@ -163,7 +164,8 @@ on: bool = False
 hooks: tuple[Hook, ...] = ()
 #: The span opener, or None.
 tracer: Tracer | None = None
-_correlation: Callable[[], str | None] | None = None
+#: The current call's correlation id (``opero.correlation_id``), read as each event is built.
+correlation: Callable[[], str | None] = correlation_id
 
 
 def emit(event: Event) -> None:
@@ -178,22 +180,3 @@ def emit(event: Event) -> None:
                 type(event).__name__,
                 exc_info=True,
             )
-
-
-def correlation() -> str | None:
-    """The current call's correlation id (``opero.core.correlation``), or None without it."""
-    global _correlation  # noqa: PLW0603 - resolved once, on first use
-    if _correlation is None:
-        try:
-            from opero.core.correlation import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-                correlation_id,
-            )
-        except ImportError:  # not in this version yet: no id
-            _correlation = _none
-        else:
-            _correlation = correlation_id
-    return _correlation()
-
-
-def _none() -> str | None:
-    return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from opero.core import clock, events
+from opero.core import events
 from opero.core.attempts import RATE_LIMIT
 from opero.core.drivers import adrive, drive
 from opero.core.pool_flow import choose, guarded, settle
@@ -154,10 +154,9 @@ def _attempt(p: Pipeline, run: Run, step: Call) -> Any:  # a sub-flow: the error
     """Make the call ``step``; None once the call has ended with its result, else its error
     (what it raised, or the `ResultRejected` standing for a result ``retry_if_result`` refused).
     """
-    began = clock.now() if events.on else 0.0
     ok, outcome = yield step
     if events.on:
-        attempt_ended(p, run, began, ok, outcome)
+        attempt_ended(p, run, ok, outcome)
     if ok:
         rejected = yield from _rejected(p, run, outcome)
         if rejected is None:

@@ -117,9 +117,13 @@ def _ended(
     events.emit(event)
 
 
-def attempt_ended(p: Pipeline, run: Run, began: float, ok: bool, outcome: Any) -> None:
-    """Report the attempt ``run`` just made (from ``began``; ``ok``: its result was kept)."""
+def attempt_ended(p: Pipeline, run: Run, ok: bool, outcome: Any) -> None:
+    """Report the attempt ``run`` just made (``ok``: it returned; ``outcome``: what, or its error).
+
+    It began at ``run.began`` (`Run.call`; the engine makes every call while anyone listens).
+    """
     now = clock.now()
+    began = now if run.began is None else run.began
     first_of_round = run.pos == 0
     events.emit(
         AttemptEnded(
