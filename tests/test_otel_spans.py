@@ -3,8 +3,12 @@ and waits as span events, a span for a cache hit and one for a map, never a cand
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+import opero as opero_module
 from opero import AllFailedError, Breaker, CircuitOpenError, opero, opmap
 from opero.testing import FakeClock
 from otel_support import Telemetry, telemetry_fixture  # noqa: F401 - the fixture
@@ -133,18 +137,68 @@ def test_an_open_breaker_shows_its_transition_and_refusal(
     assert refused.attributes["opero.attempts"] == 0
 
 
-def test_the_functions_own_spans_nest_under_the_call(telemetry: Telemetry) -> None:
+def test_the_functions_own_spans_nest_under_the_call(shell: Shell, telemetry: Telemetry) -> None:
     tracer = telemetry.tracer_provider.get_tracer("user")
+    seen: list[str | None] = []
 
-    @opero()
     def work() -> str:
+        seen.append(opero_module.correlation_id())
         with tracer.start_as_current_span("inside"):
             return "ok"
 
-    work()
+    shell.call(opero()(shell.fn(work)))
     inside, call = telemetry.spans()
     assert inside.parent is not None
     assert inside.parent.span_id == call.context.span_id
+    assert seen == [format(call.context.trace_id, "032x")]  # the call span's trace id
+
+
+def test_a_thread_maps_items_get_no_span_of_their_own(telemetry: Telemetry) -> None:
+    @opmap(mode="thread", workers=2, progress=False, cache=True)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(list(range(20))) == [2 * x for x in range(20)]
+    assert double(list(range(20))) == [2 * x for x in range(20)]  # every item a cache hit
+    assert [span.attributes["opero.map.items"] for span in telemetry.spans()] == [20, 20]
+    assert telemetry.total("opero.cache.misses") == 20
+    assert telemetry.total("opero.cache.hits") == 20
+
+
+def test_import_opero_never_imports_opentelemetry() -> None:
+    code = "import sys, opero, opero.instrumentation\n"
+    code += "print(any('opentelemetry' in name for name in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+_GLOBAL_PROVIDER = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+from opero import opero
+import opero.instrumentation as oi
+@opero()
+def f():
+    return 1
+f()
+oi.disable()
+f()
+print(len(exporter.get_finished_spans()))
+"""
+
+
+def test_a_global_sdk_provider_set_before_decorating_turns_spans_on() -> None:
+    # In a process of its own: OpenTelemetry lets a process set its global provider once.
+    done = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDER], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "1"
 
 
 def test_a_process_map_is_one_span_with_its_counts(telemetry: Telemetry) -> None:

@@ -153,9 +153,14 @@ class Tracer(Protocol):
     and returns what ``end`` needs; both run in the caller's thread or task.
     """
 
-    def start(self, function: str) -> Any: ...
+    def start(self, function: str) -> Any:
+        """Open the call's span and make it current."""
 
-    def end(self, handle: Any, event: CallEnded) -> None: ...
+    def end(self, handle: Any, event: CallEnded) -> None:
+        """Close it with the call's outcome."""
+
+    def hit(self, function: str) -> None:
+        """A call the cache answered: a short span of its own."""
 
 
 #: True while anyone listens (hooks set, or a tracer): the engine's one check.

@@ -95,6 +95,12 @@ class Adapter:
         )
         return span, context.attach(trace.set_span_in_context(span))
 
+    def hit(self, function: str) -> None:
+        """A cache hit's span: the call, answered without calling the function."""
+        attributes: dict[str, Any] = {"opero.function": function, "opero.cache.hit": True}
+        attributes["code.function.name"] = function
+        self.tracer.start_span(_short(function), attributes=attributes).end()
+
     def end(self, handle: Any, event: CallEnded) -> None:
         """Close the call's span with its outcome (its status an error unless it succeeded)."""
         span, token = handle
@@ -159,12 +165,7 @@ class Adapter:
 
     def _lookup(self, event: CacheLookup) -> None:
         where = {"opero.function": event.function}
-        if not event.hit:
-            self.misses.add(1, where)
-            return
-        self.hits.add(1, where)
-        attributes = {**where, "code.function.name": event.function, "opero.cache.hit": True}
-        self.tracer.start_span(_short(event.function), attributes=attributes).end()
+        (self.hits if event.hit else self.misses).add(1, where)
 
     def _breaker(self, event: BreakerChanged) -> None:
         attributes: dict[str, Any] = {

@@ -141,7 +141,10 @@ def attempt_ended(p: Pipeline, run: Run, ok: bool, outcome: Any) -> None:
 
 
 def cache_lookup(p: Pipeline, *, hit: bool) -> None:
-    """Report a cache hit or a miss of ``p``'s cache."""
+    """Report a cache hit or a miss of ``p``'s cache (a hit outside a map: with its span)."""
+    tracer = events.tracer
+    if hit and tracer is not None and id(p) not in unspanned:
+        tracer.hit(p.name)
     events.emit(CacheLookup(function=p.name, correlation_id=events.correlation(), hit=hit))
 
 
