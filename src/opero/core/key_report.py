@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, final
 
 from opero.exceptions import CacheKeyWarning
+from opero.utils.logging import fields
 
 if TYPE_CHECKING:
     from opero.core.keys import Keys
@@ -133,7 +134,7 @@ class KeyReport:
                 return
             self._done = True
         message = f"opero cannot cache {self.function} as it should: {text}"
-        logger.warning(message)
+        logger.warning(message, extra=fields(self.function))
         if self._where is None:
             warnings.warn(message, CacheKeyWarning, stacklevel=3)
             return

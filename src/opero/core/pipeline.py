@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from opero.core import clock
+from opero.core.attempts import RATE_LIMIT, RETRY_AFTER
 from opero.core.breaker_state import BreakerState
 from opero.core.cache import CacheLayer
 from opero.core.callbacks import Callbacks
@@ -26,6 +27,7 @@ from opero.core.retry import RetryPolicy
 from opero.core.routing import Routing
 from opero.core.single_flight import AsyncSingleFlight, SingleFlight
 from opero.core.stats import Counters, Statistics
+from opero.utils.logging import fields
 
 __all__ = ["Pipeline"]
 
@@ -266,7 +268,8 @@ class Pipeline(Frozen):
         return gate.wait(clock.now()) if gate.until or gate.link is not None else 0.0
 
     def _log_pause(self, seconds: float) -> None:
-        logger.debug("opero: %s paused for %.3fs (Retry-After)", self.name, seconds)
+        extra = fields(self.name, delay=seconds, reason=RETRY_AFTER)
+        logger.debug("opero: %s paused for %.3fs (Retry-After)", self.name, seconds, extra=extra)
 
     def rate_delay(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         """:meth:`reserve` with the wait accounted at once (a map's parent, which always waits)."""
@@ -277,12 +280,13 @@ class Pipeline(Frozen):
 
     def _log_rate_wait(self, delay: float) -> float:
         if delay > 0 and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay)
+            extra = fields(self.name, delay=delay, reason=RATE_LIMIT)
+            logger.debug("opero: %s rate-limited, waiting %.3fs", self.name, delay, extra=extra)
         return delay
 
     def log_hit(self) -> None:
         """Log a cache hit (at DEBUG, by function name only)."""
-        logger.debug("opero: %s cache hit", self.name)
+        logger.debug("opero: %s cache hit", self.name, extra=fields(self.name))
 
     def non_retryable(self, error: BaseException) -> None:
         """Account an error that ``retry_on`` does not cover (it propagates as is)."""
@@ -291,4 +295,5 @@ class Pipeline(Frozen):
             "opero: %s raised %s, which retry_on does not cover; not retrying",
             self.name,
             type(error).__name__,
+            extra=fields(self.name),
         )

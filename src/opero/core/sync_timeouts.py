@@ -37,6 +37,7 @@ from opero.core import clock as _clock
 from opero.core import forksafe
 from opero.core.attempt_threads import ThreadAttempt, run_on_a_thread, sleep_end
 from opero.core.validate import integer
+from opero.utils.logging import fields
 
 __all__ = [
     "DEFAULT_BOUND",
@@ -192,6 +193,7 @@ class TimeoutRunner:
             "attempts wait for one to end, up to their own timeout",
             self._bound,
             self._name,
+            extra=fields(self._name),
         )
 
 
