@@ -1,7 +1,7 @@
 """Per-call cost of opero next to its peers, side by side in one process.
 
 Run:  python bench/overhead.py        (needs: pip install -e ".[bench]")
-      python bench/overhead.py sync cache     (only those: sync, async, cache, rate)
+      python bench/overhead.py sync cache     (only those: sync, async, cache, rate, otel)
       python bench/overhead.py --cpu-time sync     (rounds timed in CPU time)
 
 Prints the success-path overhead of ``@opero()`` and ``@opero(retries=3,
@@ -245,11 +245,103 @@ def report_rate(check: Checks) -> None:
         check(f"{key}: within 5% of 1.475 s", abs(med - 1.475) <= 0.05 * 1.475)
 
 
+def otel_table() -> dict[str, float] | None:
+    """@opero() before and after ``opentelemetry`` is imported (API only, no SDK), then with
+    the SDK's in-memory exporter and reader: a call of one attempt, of two; hooks alone."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: PLC0415
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+            InMemorySpanExporter,
+        )
+    except ImportError:
+        return None
+    import opero.instrumentation as oi  # noqa: PLC0415
+    from opero.testing import no_waits  # noqa: PLC0415
+
+    before = opero()(plain)  # (this section imports opentelemetry: the rows after it see it)
+    import opentelemetry.metrics  # noqa: PLC0415
+    import opentelemetry.trace  # noqa: PLC0415, F401
+
+    after = opero()(plain)
+    fails = {"n": 0}
+
+    def flaky(x: int) -> int:
+        fails["n"] += 1
+        if fails["n"] % 2:
+            raise ConnectionError("down")
+        return x
+
+    retried = opero(retries=1)(flaky)
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer = tracer_provider.get_tracer("bench")
+
+    span = tracer.start_span("parent")
+    number = NUMBER // 40
+    with no_waits():
+        rows = per_call_table(
+            {
+                "plain call": (lambda: plain(1), NUMBER),
+                "@opero(), opentelemetry not imported": (lambda: before(1), NUMBER),
+                "@opero(), opentelemetry-api, no SDK": (lambda: after(1), NUMBER),
+                "SDK: span.add_event (per attempt)": (
+                    lambda: span.add_event("a", {"k": 1}),
+                    number,
+                ),
+                "SDK: child span (per attempt)": (lambda: tracer.start_span("a").end(), number),
+            }
+        )
+        oi.set_hooks([lambda event: None])
+        rows.update(per_call_table({"hooks only (one no-op hook)": (lambda: after(1), number)}))
+        oi.set_hooks(None)
+        oi.enable(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        rows.update(
+            per_call_table(
+                {
+                    "SDK: call, 1 attempt": (lambda: after(1), number),
+                    "SDK: call, 2 attempts": (lambda: retried(1), number),
+                }
+            )
+        )
+        oi.disable()
+    span.end()
+    oi.enable()  # as it was: the hooks and the detection, no providers
+    return rows
+
+
+def report_otel(check: Checks) -> None:
+    rows = otel_table()
+    if rows is None:
+        print("\nopentelemetry: skipped (pip install opentelemetry-sdk)")
+        return
+    base, opero_call = rows["plain call"], rows["@opero(), opentelemetry not imported"]
+    print("\nopentelemetry (issue 15)                 per call   over plain   x @opero()")
+    for name, t in rows.items():
+        print(f"  {name:36s} {t * 1e6:8.3f} µs {(t - base) * 1e6:8.3f} µs {t / opero_call:8.1f}")
+    extra = rows["@opero(), opentelemetry-api, no SDK"] - opero_call
+    per_attempt = rows["SDK: call, 2 attempts"] - rows["SDK: call, 1 attempt"]
+    print(f"  per attempt with the SDK: {per_attempt * 1e6:.2f} µs (one more attempt, its wait)")
+    check(
+        f"opentelemetry-api without an SDK costs {extra * 1e6:.3f} µs (target <= 0.1 µs)",
+        extra <= 0.1e-6,
+    )
+    check(
+        "a span event is cheaper than a child span per attempt",
+        rows["SDK: span.add_event (per attempt)"] < rows["SDK: child span (per attempt)"],
+    )
+
+
 SECTIONS: dict[str, Callable[[Checks], None]] = {
     "sync": report_sync,
     "async": report_async,
     "cache": report_cache,
     "rate": report_rate,
+    "otel": report_otel,
 }
 
 

@@ -46,6 +46,10 @@ WaitReason = Literal["backoff", "retry_after", "rate_limit"]
 Outcome = Literal["success", "failure", "error"]
 
 
+#: Each event class's field names, worked out on its first event.
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 class Event(Frozen):
     """The fields every event has: the function and the call's correlation id (or None)."""
 
@@ -56,11 +60,14 @@ class Event(Frozen):
     correlation_id: str | None
 
     def __init__(self, **fields: Any) -> None:
-        expected = set(self._fields())
-        if set(fields) != expected:
+        expected = _FIELDS.get(type(self))
+        if expected is None:
+            expected = _FIELDS[type(self)] = frozenset(self._fields())
+        if fields.keys() != expected:
             msg = f"{type(self).__name__} takes exactly the fields {sorted(expected)}"
             raise TypeError(msg)
-        self._init(**fields)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
 
 @final
