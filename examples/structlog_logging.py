@@ -4,6 +4,17 @@ opero logs through the standard library's ``"opero"`` logger, so structlog's
 ``ProcessorFormatter`` renders its records like any other "foreign" (non-structlog)
 log line: one JSON object per line here, or colored console output with
 ``structlog.dev.ConsoleRenderer()``.
+
+Every opero record carries six fields as ``extra`` (``None`` where one does not
+apply): ``opero_function``, ``opero_attempt``, ``opero_candidate`` (an index, never
+the value), ``opero_delay``, ``opero_reason`` and ``opero_correlation_id``.
+structlog's ``ExtraAdder`` copies them into the event, so each JSON line has them as
+keys, for example::
+
+    {"event": "opero: app.fetch attempt 1 failed (ConnectionError); retry 1 of 3 in 0.100s",
+     "opero_function": "app.fetch", "opero_attempt": 1, "opero_candidate": null,
+     "opero_delay": 0.1, "opero_reason": "backoff", "opero_correlation_id": "req-42",
+     "logger": "opero", "level": "debug", "timestamp": "2026-01-01T00:00:00.000000Z"}
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ import sys
 from typing import TextIO
 
 import structlog
+
+from opero.utils.logging import FIELDS
 
 
 def send_opero_logs_to_structlog(
@@ -28,6 +41,8 @@ def send_opero_logs_to_structlog(
     formatter = structlog.stdlib.ProcessorFormatter(
         # Turns a standard-library record into an event dict.
         foreign_pre_chain=[
+            # The record's opero_* attributes become keys of the event.
+            structlog.stdlib.ExtraAdder(allow=FIELDS),
             structlog.stdlib.add_logger_name,
             structlog.stdlib.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -14,8 +14,9 @@ pytest.importorskip("structlog")
 
 from examples.structlog_logging import send_opero_logs_to_structlog
 
-from opero import AllFailedError, configure_logging, opero
+from opero import AllFailedError, configure_logging, correlation, opero
 from opero.testing import FakeClock
+from opero.utils.logging import FIELDS
 
 #: Argument values that must never reach a log line.
 KEYS = ["sk-live-FIRST-0001", "sk-live-SECOND-0002"]
@@ -69,6 +70,26 @@ def test_retry_and_fallback_lines_arrive_as_structlog_json(
         assert event["logger"] == "opero"
         assert event["timestamp"].endswith("Z")
         assert "_record" not in event  # remove_processors_meta ran
+
+
+def test_each_event_carries_the_six_opero_fields(stream: io.StringIO, clock: FakeClock) -> None:
+    call_api, _ = flaky_api(failures=1000)
+
+    with correlation("req-77"), pytest.raises(AllFailedError):
+        call_api(ENDPOINT, api_key=KEYS)
+
+    logged = events(stream)
+    for event in logged:
+        assert set(FIELDS) <= set(event)
+        assert event["opero_function"].endswith("flaky_api.<locals>.call_api")
+        assert event["opero_correlation_id"] == "req-77"
+    fallback, retry = logged[0], logged[1]
+    assert (fallback["opero_attempt"], fallback["opero_candidate"]) == (1, 0)
+    assert (fallback["opero_delay"], fallback["opero_reason"]) == (0.0, None)
+    assert (retry["opero_attempt"], retry["opero_candidate"]) == (1, 1)
+    assert (retry["opero_delay"], retry["opero_reason"]) == (0.25, "backoff")
+    assert logged[-1]["level"] == "warning"
+    assert (logged[-1]["opero_delay"], logged[-1]["opero_reason"]) == (None, None)
 
 
 def test_argument_values_never_reach_the_output(stream: io.StringIO, clock: FakeClock) -> None:
