@@ -218,3 +218,35 @@ def test_log_records_of_a_thread_map_carry_the_id(caplog: pytest.LogCaptureFixtu
     records = [r for r in caplog.records if r.name == "opero"]
     assert records  # the retry and the give-up
     assert {r.opero_correlation_id for r in records} == {"logged-map"}  # type: ignore[attr-defined]
+
+
+def nap(item: float) -> float:
+    """Sleeps ``item`` seconds (real time: the map's timeout is real time)."""
+    import time  # noqa: PLC0415
+
+    time.sleep(item)
+    return item
+
+
+async def anap(item: float) -> float:
+    await asyncio.sleep(item)
+    return item
+
+
+@pytest.mark.parametrize("mode", ["thread", "async"])
+def test_a_maps_own_timeout_error_carries_the_id(mode: str) -> None:
+    func = anap if mode == "async" else nap
+    mapped = opmap(mode=mode, workers=1, timeout=0.1, progress=False)(func)
+    with correlation("slow-items"):
+        if mode == "async":
+
+            async def main() -> list[Any]:
+                result: list[Any] = await mapped([0.5])
+                return result
+
+            (late,) = asyncio.run(main())
+        else:
+            (late,) = mapped([0.5])
+    assert isinstance(late, opero.DeadlineExceeded)
+    assert late.correlation_id == "slow-items"
+    assert late.attempts == ()
