@@ -43,14 +43,16 @@ class Candidate:
 
     __slots__ = (
         "_calls",
+        "_ended",
         "_failures",
         "_lock",
         "_rests",
         "breaker",
         "budget",
-        "in_flight",
+        "ended",
         "index",
         "rest_until",
+        "started",
     )
 
     def __init__(
@@ -69,9 +71,12 @@ class Candidate:
         self.budget = None if rate is None else Limiter(rate, burst)
         #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
         self.rest_until = -math.inf
-        #: Calls started on it and not yet ended (``least_loaded`` reads it).
-        self.in_flight = 0
         self._calls = itertools.count()
+        self._ended = itertools.count()
+        #: ``started()``: a call to it starts (counted in ``calls``); ``ended()``: one
+        #: ended.  Each is a count's ``__next__``: one C call, no lock, no frame.
+        self.started: Callable[[], int] = self._calls.__next__
+        self.ended: Callable[[], int] = self._ended.__next__
         self._failures = itertools.count()
         self._rests = itertools.count()
         self._lock = forksafe.lock()
@@ -80,6 +85,11 @@ class Candidate:
     def calls(self) -> int:
         """Calls of the function that went to this candidate."""
         return count_value(self._calls)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls started on it and not yet ended (``least_loaded`` reads it)."""
+        return max(0, count_value(self._calls) - count_value(self._ended))
 
     @property
     def failures(self) -> int:
@@ -110,16 +120,10 @@ class Candidate:
         """When its budget lets the next call start; ``now`` without a budget."""
         return now if self.budget is None else self.budget.next_start(now)
 
-    def started(self) -> None:
-        """A call to it has started (counted in ``calls``)."""
-        next(self._calls)
-        with self._lock:
-            self.in_flight += 1
-
-    def ended(self) -> None:
-        """A call to it has ended (it never goes below zero)."""
-        with self._lock:
-            self.in_flight = max(0, self.in_flight - 1)
+    def claim(self, now: float) -> bool:
+        """Take a budget slot that is free at ``now`` (True without a budget); else take none."""
+        budget = self.budget
+        return budget is None or budget.take(now)
 
     def failed(self) -> None:
         """Its call ended with a routed error that counts as a failure."""

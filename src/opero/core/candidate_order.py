@@ -22,7 +22,10 @@ Strategy = Literal["ordered", "round_robin", "least_loaded"]
 class Health(Protocol):
     """What :func:`order` reads about one candidate."""
 
-    in_flight: int
+    @property
+    def in_flight(self) -> int:
+        """Calls to it started and not yet ended."""
+        ...
 
     def state(self, now: float) -> State:
         """``"closed"``, ``"open"`` or ``"half_open"`` (closed when it has no breaker)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from opero.core import clock
 from opero.core.breaker import OPEN
+from opero.core.pool_fast import done
 from opero.core.steps import End, Wait
 from opero.exceptions import AllFailedError, CircuitOpenError
 
@@ -140,15 +141,15 @@ def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) 
     if candidate is None:
         return
     run.picked = None
+    if error is None:
+        done(candidate)
+        return
     candidate.ended()
     now = clock.now()
     breaker = candidate.breaker
-    if error is None or not routed:
+    if not routed:
         if breaker is not None:
-            if error is None:
-                breaker.record(now, failed=False)
-            else:
-                breaker.release(now)
+            breaker.release(now)
         return
     failed = breaker is None or breaker.config.counts_as_failure(error)
     if breaker is not None:

@@ -115,6 +115,16 @@ class Limiter(Owned):
             self._tat = tat + self.interval
         return start - now
 
+    def take(self, now: float) -> bool:
+        """Claim a start at ``now`` if one is free (no wait), else claim nothing."""
+        tolerance = (self.burst - 1) * self.interval
+        with self._lock:
+            tat = max(self._tat, now)
+            if tat - tolerance > now:
+                return False
+            self._tat = tat + self.interval
+        return True
+
     def reserve_for(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> float:
         """Same as :meth:`reserve`: a shared limiter ignores the call's arguments."""
         return self.reserve(now)

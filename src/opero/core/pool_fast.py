@@ -1,0 +1,129 @@
+"""The key pool's fast path: a call to a healthy candidate that needs none of the engine's steps.
+
+With a key pool every call runs in the engine (:mod:`opero.core.flow`), some 13 us a
+call.  Most calls need none of it: the candidate :func:`choose
+<opero.core.pool_flow.choose>` would take is closed, not resting and has a free budget
+slot, nothing waits, and the call succeeds.  For those the shell asks :func:`quick_pick`
+for that candidate, calls the function itself and records the success with
+:func:`done` (lock-free on a closed breaker).  On any error it hands the call to the
+engine at that first failed call (:func:`resumed`), so failures, fallbacks, rests and
+breaker transitions are decided once, by the engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opero.core import clock
+from opero.core.breaker import CLOSED
+from opero.core.candidate_order import order
+from opero.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from opero.core.candidates import Candidate
+    from opero.core.pipeline import Pipeline
+    from opero.core.run import Run
+
+__all__ = ["Picked", "done", "quick_pick", "resumed"]
+
+#: What the fast path picked: the candidate, the round-robin turn it took, and the
+#: call's arguments with that candidate in place.
+Picked = tuple["Candidate", int, tuple[Any, ...], dict[str, Any]]
+
+
+def done(candidate: Candidate) -> None:
+    """The call to ``candidate`` succeeded (the engine's `settle` and the shell's fast path)."""
+    candidate.ended()
+    breaker = candidate.breaker
+    if breaker is not None:
+        breaker.record(clock.now(), failed=False)
+
+
+def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picked | None] | None:
+    """The pick of the shell's fast path: the engine's own choice where it needs no step.
+
+    None when the settings always need the engine's steps: a pool kept out of this
+    process (``local`` False), ``"least_loaded"`` (it sorts on every call), a deadline,
+    ``attempt_timeout``, ``retry_if_result``, ``rate_limit``, ``on_success`` or
+    ``circuit_breaker=``.  Else ``pick(args, kwargs)``, which takes the candidate
+    :func:`choose` would take when that one is closed, not resting and has a free
+    budget slot now (or no budget), and counts its call; ``None`` (nothing taken, the
+    engine then runs the whole call) otherwise.  ``"ordered"`` takes the first healthy
+    candidate; ``"round_robin"`` only when every candidate is healthy, so the turn
+    rotates over all of them as the engine's order would.
+    """
+    pool, fallback = p.pool, p.fallback
+    if (
+        pool is None
+        or fallback is None
+        or not pool.local
+        or pool.strategy == "least_loaded"
+        or p.circuit is not None
+        or p.deadline is not None
+        or p.attempt_timeout is not None
+        or p.routing.result_check is not None
+        or p.limiter is not None
+        or p.callbacks.on_success is not None
+    ):
+        return None
+    ordered, cursor, health_of, gate = pool.strategy == "ordered", pool.cursor, pool.health, p.gate
+    live = pool.candidates  # grown in place, never replaced
+
+    def pick(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Picked | None:
+        try:
+            candidates = fallback.candidates(args, kwargs)
+        except ConfigurationError:  # an empty list: the engine raises it, counted
+            return None
+        if candidates is None or gate.until:  # no list, or paused: the engine's Reserve
+            return None
+        n, turn, now = len(candidates), 0, clock.now()
+        health = live if len(live) >= n else health_of(n)
+        # Healthy: not resting, and closed (or no breaker), read as the breaker's lock-free
+        # acquire reads it, inline (a call of Candidate.ready costs as much as the rest).
+        if ordered:
+            index = 0
+            while True:  # the first healthy one
+                candidate = health[index]
+                if now >= candidate.rest_until and (
+                    (breaker := candidate.breaker) is None or breaker._state is CLOSED
+                ):
+                    break
+                index += 1
+                if index == n:
+                    return None
+        else:
+            for candidate in health[:n]:
+                if now < candidate.rest_until or (
+                    (breaker := candidate.breaker) is not None and breaker._state is not CLOSED
+                ):
+                    return None  # the turn rotates over every candidate, or the engine's
+            turn = cursor.next()
+            index = turn % n
+        candidate = health[index]
+        if candidate.budget is not None and not candidate.claim(now):
+            return None
+        candidate.started()
+        return candidate, turn, *fallback.substitute(args, kwargs, candidates[index])
+
+    return pick
+
+
+def resumed(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any], picked: Picked) -> Run:
+    """The engine's state after the fast path's call to ``picked`` failed: that candidate
+    in progress, first in the attempt's order (the rest as the engine orders them)."""
+    from opero.core.run import Run  # noqa: PLC0415 - run imports this module's callers
+
+    pool, fallback = p.pool, p.fallback
+    candidate, turn = picked[0], picked[1]
+    candidates = fallback.candidates(args, kwargs) if fallback is not None else None
+    run = Run(p, args, kwargs, candidates)
+    n = len(candidates or ())
+    walk = [] if pool is None else order(pool.strategy, n, pool.health(n), clock.now(), turn)
+    index = candidate.index
+    if index in walk:
+        walk.remove(index)
+    walk.insert(0, index)
+    run.order, run.index, run.picked = walk, index, candidate
+    return run
