@@ -267,3 +267,12 @@ def test_events_are_frozen_and_hooks_must_be_callable() -> None:
         oi.CacheLookup(function="m.f", hit=True)  # type: ignore[call-arg]
     with pytest.raises(oi.ConfigurationError, match="set_hooks"):  # type: ignore[attr-defined]
         oi.set_hooks([42])  # type: ignore[list-item]
+
+
+def test_a_key_pool_call_is_reported_like_any_other(shell: Shell, got: list[oi.Event]) -> None:
+    f = opero(arg_fallback="key", candidate_breaker=True)(shell.fn(lambda key: "ok"))
+    assert shell.call(f, ["a", "b"]) == "ok"
+    assert kinds(got) == ["AttemptEnded", "CallEnded"]
+    first = got[0]
+    assert isinstance(first, oi.AttemptEnded)
+    assert (first.candidate, first.ok) == (0, True)
