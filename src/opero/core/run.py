@@ -1,12 +1,11 @@
-"""The state of one failing call: which candidate and attempt come next.
+"""The state of one failing call: which candidate and attempt come next, what each did.
 
-``Run`` is created only after a call's first error (a successful call never
-allocates one), or at the start of a call the engine runs whole (a deadline
-or a result check).  It answers the questions the engine
-(:mod:`opero.core.flow`) asks: how long to wait before the next call, with
-which arguments, whether a wait still fits in the deadline, and the error that
-ends the call (``AllFailedError``, or ``DeadlineExceeded``).  It keeps no I/O of
-its own.
+``Run`` is created only after a call's first error (a successful call never allocates
+one), or at the start of a call the engine runs whole (a deadline, a result check, a key
+pool).  It answers the questions the engine (:mod:`opero.core.flow`) asks: how long to
+wait before the next call, with which arguments, whether a wait still fits in the
+deadline, and the error that ends the call (``AllFailedError``, or ``DeadlineExceeded``)
+with the record of each attempt (:mod:`opero.core.attempts`).  It keeps no I/O of its own.
 """
 
 from __future__ import annotations
@@ -96,8 +95,7 @@ class Run:
         self.trail: Trail | None = None
 
     def ended(self, error: BaseException) -> None:
-        """The call in progress failed with ``error``, which the settings route (or the
-        deadline cut): it is recorded, to end up in the ``AllFailedError``."""
+        """The call in progress failed with ``error`` (routed, or cut by the deadline): kept."""
         self.errors.append(error)
         trail = self.trail
         if trail is None:
@@ -117,11 +115,7 @@ class Run:
     def _fields(self, delay: float | None = None, reason: str | None = None) -> dict[str, Any]:
         """The ``extra`` of a log line about the call in progress (and the wait after it)."""
         return fields(
-            self.pipeline.name,
-            attempt=self.attempt,
-            candidate=self.candidate(),
-            delay=delay,
-            reason=reason if delay else None,
+            self.pipeline.name, self.attempt, self.candidate(), delay, reason if delay else None
         )
 
     def failed(
@@ -138,8 +132,7 @@ class Run:
         """
         pipeline = self.pipeline
         debug = logger.isEnabledFor(logging.DEBUG)
-        candidates = self.candidates
-        if to_fallback and candidates is not None and self._more():
+        if to_fallback and self.candidates is not None and self._more():
             return self._next_candidate(error, debug), None
         if not to_retry:
             return None, None
@@ -294,11 +287,7 @@ class Run:
         message = (
             f"the deadline of {pipeline.deadline:g}s for {pipeline.name} ran out after {calls}"
         )
-        logger.warning(
-            "opero: %s",
-            message,
-            extra=self._fields(),
-        )
+        logger.warning("opero: %s", message, extra=self._fields())
         return DeadlineExceeded(message, errors=self.errors, **self._context())
 
     def _context(self) -> dict[str, Any]:

@@ -41,7 +41,6 @@ FIELDS = (
 
 def fields(
     function: str | None,
-    *,
     attempt: int | None = None,
     candidate: int | None = None,
     delay: float | None = None,
