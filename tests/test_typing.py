@@ -25,10 +25,12 @@ from typing import get_args
 import pytest
 
 from opero import opero
+from opero.core.breaker_backend import BACKENDS as BREAKER_BACKENDS
 from opero.core.cache import BACKENDS
 from opero.core.rate_limit import SCOPES
 from opero.core.serialize import SERIALIZERS
 from opero.decorators.types import (
+    BreakerBackend,
     CacheBackend,
     CacheSerializer,
     Mode,
@@ -238,6 +240,7 @@ def test_literal_types_name_exactly_the_accepted_strings() -> None:
     assert set(get_args(Mode)) == set(opmap_module.MODES)
     assert set(get_args(StartMethod)) == set(opmap_module._START_METHODS)
     assert set(get_args(ScopeKind)) == set(SCOPES)
+    assert set(get_args(BreakerBackend)) == set(BREAKER_BACKENDS)
     for backend in get_args(RateLimitBackend):
         opero(rate_limit=1, rate_limit_backend=backend)
     with pytest.raises(ValueError, match="rate_limit_backend"):

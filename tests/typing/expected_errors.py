@@ -85,6 +85,7 @@ def wrong_settings() -> None:
     opero(retriez=3)  # E: did you mean "retries"? | reportCallIssue
     opero(rate_limit_per="second")  # E: [call-overload] | parameter "rate_limit_per"
     opero(fallback_strategy="random")  # E: [call-overload] | parameter "fallback_strategy"
+    opero(breaker_backend="disk")  # E: [call-overload] | parameter "breaker_backend"
     opero(deadline="5")  # E: [call-overload] | parameter "deadline"
     opero(fallback_on="AuthError")  # E: [call-overload] | parameter "fallback_on"
     # Not caught by a checker: a group may have any name, so this is a group to it.  At

@@ -75,6 +75,16 @@ def pooled(path: str, keys: list[str]) -> int:
     return 200 if keys[0] and path else 503
 
 
+@opero(
+    arg_fallback="keys",
+    candidate_breaker=True,
+    breaker_backend="redis",
+    breaker_backend_config={"url": "redis://127.0.0.1:6379/0"},
+)
+def shared_pool(path: str, keys: list[str]) -> int:
+    return 200 if keys[0] and path else 503
+
+
 @opmap(progress=False, arg_fallback="keys", candidate_breaker=True, fallback_strategy="round_robin")
 def pooled_map(x: int, keys: list[str]) -> int:
     return x

@@ -13,6 +13,8 @@ from typing import Any
 
 from opero.core import validate
 from opero.core.breaker import Breaker
+from opero.core.breaker_backend import check_settings as check_breaker_backend
+from opero.core.breaker_backend import shared_circuit, shared_pool
 from opero.core.breaker_state import BreakerState
 from opero.core.cache import check_settings as check_cache_settings
 from opero.core.cache import key_function, make_cache
@@ -60,7 +62,10 @@ def validate_settings(config: Mapping[str, Any]) -> RetryPolicy:
     for name in _CALLBACKS:
         validate.function(name, config[name], f"{name}(...)")
     _check_engine_settings(config, is_async=None)
-    _pool_settings(config)
+    per_candidate, whole = _pool_settings(config)
+    pooled = per_candidate is not None or config["candidate_rate_limit"] is not None
+    pooled = pooled or config["fallback_strategy"] != "ordered"
+    check_breaker_backend(config, shared=pooled or whole is not None)
     return _retry_policy(config)
 
 
@@ -81,6 +86,8 @@ def _circuit(config: Mapping[str, Any], name: str) -> BreakerState | None:
     _, breaker = _pool_settings(config)
     if breaker is None:
         return None
+    if config["breaker_backend"] == "redis":
+        return shared_circuit(config, name, breaker)
 
     def changed(old: str, new: str) -> None:
         logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
@@ -94,6 +101,9 @@ def _pool(config: Mapping[str, Any], name: str) -> Pool | None:
     rate, strategy = config["candidate_rate_limit"], config["fallback_strategy"]
     if breaker is None and rate is None and strategy == "ordered":
         return None
+    if config["breaker_backend"] == "redis":
+        burst = config["candidate_rate_limit_burst"]
+        return shared_pool(config, name, strategy, breaker=breaker, rate=rate, burst=burst)
     scope = config["rate_limit_scope"]
     if scope in ("per_function", "global", "per_args"):
         return Pool(strategy, breaker, rate, config["candidate_rate_limit_burst"], name)

@@ -18,6 +18,7 @@ from opero.core.retry import WaitStrategy
 from opero.core.routing import ErrorFilter
 from opero.core.shell import Shell
 from opero.decorators.types import (
+    BreakerBackend,
     CacheBackend,
     CacheSerializer,
     FallbackStrategy,
@@ -84,6 +85,8 @@ def opero(
     candidate_rate_limit: float | None = None,
     candidate_rate_limit_burst: int = 1,
     circuit_breaker: bool | Breaker | None = None,
+    breaker_backend: BreakerBackend = "memory",
+    breaker_backend_config: dict[str, Any] | None = None,
     on_retry: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
@@ -131,6 +134,8 @@ def opero(
     candidate_rate_limit: float | None = None,
     candidate_rate_limit_burst: int = 1,
     circuit_breaker: bool | Breaker | None = None,
+    breaker_backend: BreakerBackend = "memory",
+    breaker_backend_config: dict[str, Any] | None = None,
     on_retry: Callable[..., Any] | None = None,
     on_success: Callable[..., Any] | None = None,
     on_failure: Callable[..., Any] | None = None,
@@ -205,6 +210,13 @@ def opero(
         circuit_breaker: A breaker for the whole function (``True`` or a ``Breaker``),
             inside the rate limit and around the retries: an open one raises
             ``CircuitOpenError`` at once, costing no rate slot and no attempt.
+        breaker_backend: Where the key pool's and ``circuit_breaker``'s state lives:
+            ``"memory"`` (this process) or ``"redis"`` (every process and host using the
+            function, or its ``rate_limit_scope`` group: breakers, rests and candidate
+            budgets kept by atomic scripts on the server's clock; while redis is
+            unreachable, each process goes on with its own state, never unlimited).
+        breaker_backend_config: The redis connection for ``breaker_backend="redis"``, in
+            the shapes of ``rate_limit_backend_config`` (which it defaults to).
         on_retry: ``on_retry(error, attempt)`` before each retry (or ``on_retry()``).
         on_success: ``on_success(result)`` after a successful call (or no arguments).
         on_failure: ``on_failure(error)`` when the call finally fails (or no arguments).

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from opero.core.retry import WaitStrategy
     from opero.core.routing import ErrorFilter
     from opero.decorators.types import (
+        BreakerBackend,
         CacheBackend,
         CacheSerializer,
         FallbackStrategy,
@@ -67,6 +68,8 @@ class OperoSettings(TypedDict, total=False):
     candidate_rate_limit: float | None
     candidate_rate_limit_burst: int
     circuit_breaker: bool | Breaker | None
+    breaker_backend: BreakerBackend
+    breaker_backend_config: dict[str, Any] | None
     on_retry: Callable[..., Any] | None
     on_success: Callable[..., Any] | None
     on_failure: Callable[..., Any] | None

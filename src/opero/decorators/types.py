@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncOpmapFunction",
+    "BreakerBackend",
     "CacheBackend",
     "CacheSerializer",
     "FallbackStrategy",
@@ -91,6 +92,8 @@ CacheBackend: TypeAlias = Literal["memory", "disk", "sqlite", "redis"]
 CacheSerializer: TypeAlias = Literal["pickle", "json"]
 #: ``rate_limit_backend=``: this process, or every process sharing a redis server.
 RateLimitBackend: TypeAlias = Literal["memory", "redis"]
+#: ``breaker_backend=``: key pools and circuit breakers in this process, or in redis.
+BreakerBackend: TypeAlias = Literal["memory", "redis"]
 #: ``rate_limit_per=``: a rate slot for every attempt (what the server sees), or per call.
 RateLimitPer: TypeAlias = Literal["attempt", "call"]
 #: ``fallback_strategy=``: the order one attempt tries the ``arg_fallback`` candidates in.
