@@ -240,3 +240,38 @@ def test_records_come_back_from_a_process_map() -> None:
     assert all(r.duration is None or r.duration >= 0 for r in failed.attempts)
     assert [r.error for r in failed.attempts] == failed.errors
     assert all(secret not in repr(failed.attempts) for secret in KEYS)
+
+
+def test_a_key_pools_budget_wait_is_a_rate_limit_wait(clock: FakeClock, shell: Shell) -> None:
+    def body(key: list[str]) -> None:
+        raise ConnectionError("reset")
+
+    wrapped = opero(retries=1, min_delay=0.1, arg_fallback="key", candidate_rate_limit=1.0)(
+        shell.fn(body)
+    )
+
+    error = failure_of(shell, wrapped, key=KEYS)
+
+    assert [(r.attempt, r.candidate) for r in error.attempts] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    retry_wait = error.attempts[1]
+    # 0.1 s of backoff, then 0.9 s for candidate 0's next slot (one call a second each).
+    assert retry_wait.wait == pytest.approx(1.0)
+    assert retry_wait.wait_reason == "rate_limit"
+
+
+def test_a_resting_key_pool_waits_for_the_retry_after(clock: FakeClock, shell: Shell) -> None:
+    def body(key: list[str]) -> None:
+        raise RateLimited(5.0)
+
+    wrapped = opero(
+        retries=1, min_delay=0.1, arg_fallback="key", candidate_breaker=True, deadline=60
+    )(shell.fn(body))
+
+    error = failure_of(shell, wrapped, key=KEYS)
+
+    assert [(r.wait, r.wait_reason) for r in error.attempts] == [
+        (0.0, None),
+        (5.0, "retry_after"),
+        (0.0, None),
+        (None, None),
+    ]

@@ -13,12 +13,19 @@ nothing for these records; its record has ``start`` and ``duration`` None.
 
 from __future__ import annotations
 
-from typing import Final, final
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 from opero.core import clock
 from opero.core.frozen import Frozen
+from opero.core.steps import Wait
 
-__all__ = ["BACKOFF", "RATE_LIMIT", "RETRY_AFTER", "AttemptRecord", "Trail"]
+if TYPE_CHECKING:
+    from opero.core.steps import Step
+
+__all__ = ["BACKOFF", "RATE_LIMIT", "RETRY_AFTER", "AttemptRecord", "Trail", "noted", "pool_wait"]
+
+_R = TypeVar("_R")
 
 #: The wait was the backoff between attempts (or ``fallback_delay`` between candidates).
 BACKOFF: Final = "backoff"
@@ -163,3 +170,38 @@ class Trail:
         self._open = None
         reason = self._reason if wait else None
         self.records.append(AttemptRecord(*opened, wait, reason))
+
+
+def noted(
+    flow: Generator[Step, Any, _R], note: Callable[[float], None]
+) -> Generator[Step, Any, _R]:
+    """``flow`` (a sub-flow of the engine) passed through step by step, ``note(seconds)``
+    told of each `Wait` it yields: the waits of a part that does not record them itself
+    (a key pool's pick, `opero.core.pool_flow.choose`)."""
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            step = flow.send(sent) if thrown is None else flow.throw(thrown)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        sent = thrown = None
+        if type(step) is Wait:
+            note(step.seconds)
+        try:
+            sent = yield step
+        except BaseException as exc:  # a wait cut short: the sub-flow sees it where it waited
+            thrown = exc
+
+
+def pool_wait(run: Any) -> str:
+    """Why a key pool's pick for ``run`` (a `Run <opero.core.run.Run>`) waits: the picked
+    candidate's ``candidate_rate_limit`` slot, else candidates resting on a server's
+    Retry-After, else breakers cooling down (counted as backoff)."""
+    if run.picked is not None:
+        return RATE_LIMIT
+    now = clock.now()
+    pool = run.pipeline.pool
+    if pool is not None and any(candidate.resting(now) for candidate in pool.candidates):
+        return RETRY_AFTER
+    return BACKOFF

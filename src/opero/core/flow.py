@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from opero.core import events
-from opero.core.attempts import RATE_LIMIT
+from opero.core.attempts import RATE_LIMIT, noted, pool_wait
 from opero.core.drivers import adrive, drive
 from opero.core.pool_flow import choose, guarded, settle
 from opero.core.run import Run
@@ -186,7 +186,10 @@ def _start(
     if delay:
         yield Wait(delay, p.counters)
     if p.pool is not None and run.candidates is not None:
-        refused = yield from choose(p, run)
+        picking = choose(p, run)
+        if run.trail is not None:  # what the pool waits for belongs to the last attempt's record
+            picking = noted(picking, lambda seconds: run.waiting(seconds, pool_wait(run)))
+        refused = yield from picking
         if refused is not None:
             return refused
         args, kwargs = run.next_args()
