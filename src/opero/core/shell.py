@@ -31,6 +31,8 @@ from opero.core.cache_step import UNCACHED, CacheStep, Compute
 from opero.core.drivers import afirst_slot, first_slot, whole_async, whole_sync
 from opero.core.flow import adrive, drive, recover
 from opero.core.pipeline import Pipeline
+from opero.core.pool_fast import done, quick_pick, resumed
+from opero.core.watch import unspanned
 from opero.instrumentation import detect
 
 if TYPE_CHECKING:
@@ -95,7 +97,9 @@ def worker_shell(
     config: Mapping[str, Any],
 ) -> Shell:
     """Run in a map's worker: ``func``'s per-item pipeline, built there from its settings."""
-    return Shell(factory(func, config))
+    p = factory(func, config)
+    unspanned.add(id(p))  # instrumentation: the map has one span (in the parent), items none
+    return Shell(p)
 
 
 def build_sync(p: Pipeline) -> Callable[..., Any]:
@@ -121,9 +125,63 @@ def build_sync(p: Pipeline) -> Callable[..., Any]:
         first_slot(p, args, kwargs)
         return attempts(*args, **kwargs)
 
-    inner = whole_sync(p) if p.engine else limited if p.limiter is not None else attempts
+    inner = _engine_sync(p) if p.engine else limited if p.limiter is not None else attempts
     # Without a cache (and a limiter) this is the whole wrapper: one try around the call.
     return inner if p.cache is None else _cached_sync(CacheStep(p, inner))
+
+
+def _engine_sync(p: Pipeline) -> Callable[..., Any]:
+    """A call the engine runs whole, but a key pool's healthy candidate is called here
+    (`opero.core.pool_fast`); an error resumes the engine at that call, as ``attempts`` does."""
+    whole, pick = whole_sync(p), quick_pick(p)
+    if pick is None:
+        return whole
+    func, entries = p.func, p.counters.entries
+
+    def pooled(*args: Any, **kwargs: Any) -> Any:
+        if events.on:  # someone listens: the engine reports the call (opero.core.watch)
+            return whole(*args, **kwargs)
+        picked = pick(args, kwargs)
+        if picked is None:
+            return whole(*args, **kwargs)
+        next(entries)
+        try:
+            result = func(*picked[2], **picked[3])
+        except BaseException as exc:
+            error = exc  # driven outside the handler: the engine's errors chain no context
+        else:
+            done(picked[0])
+            return result
+        return drive(recover(p, args, kwargs, error, run=resumed(p, args, kwargs, picked)))
+
+    return pooled
+
+
+def _engine_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
+    """`_engine_sync` for async functions."""
+    whole, pick = whole_async(p), quick_pick(p)
+    if pick is None:
+        return whole
+    func, entries = p.func, p.counters.entries
+
+    async def pooled(*args: Any, **kwargs: Any) -> Any:
+        if events.on:
+            return await whole(*args, **kwargs)
+        picked = pick(args, kwargs)
+        if picked is None:
+            return await whole(*args, **kwargs)
+        next(entries)
+        try:
+            result = await func(*picked[2], **picked[3])
+        except BaseException as exc:
+            error = exc
+        else:
+            done(picked[0])
+            return result
+        run = resumed(p, args, kwargs, picked)  # that candidate's call in progress
+        return await adrive(recover(p, args, kwargs, error, run=run))
+
+    return pooled
 
 
 def _first_attempt(p: Pipeline) -> Callable[..., Any]:
@@ -220,7 +278,7 @@ def build_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         await afirst_slot(p, args, kwargs)
         return await attempts(*args, **kwargs)
 
-    inner = whole_async(p) if p.engine else limited if p.limiter is not None else attempts
+    inner = _engine_async(p) if p.engine else limited if p.limiter is not None else attempts
     return inner if p.cache is None else _cached_async(CacheStep(p, inner))
 
 
