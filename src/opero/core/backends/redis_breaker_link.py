@@ -28,8 +28,9 @@ ends and until the budget's next theoretical arrival (``""`` without a budget), 
 operation's result (``a``: ``"1"`` permitted or ``"0"``; ``a``/``b``: the budget
 delay as the 7th item; ``r``/``f``: the new state when it changed, else ``""``) and
 the state before it.  Times are written with 17 digits (Lua's default 14 would round
-microseconds since 1970); a hash untouched for a day longer than it can matter
-expires, and a missing hash is a closed, fresh breaker.
+microseconds since 1970).  An acquire that changes nothing (a closed breaker) writes
+nothing; a hash unwritten for a day longer than it can matter expires, and a missing
+hash is a closed, fresh breaker.
 """
 
 from __future__ import annotations
@@ -123,19 +124,20 @@ local function window_add(failed)
   return calls >= minimum and fails / calls >= ratio
 end
 
-local result, delay, tat = '', '', ''
+local result, delay, tat, changed = '', '', '', op ~= 'b'
 local interval, tolerance = tonumber(ARGV[11]), tonumber(ARGV[12])
 if op == 'a' or op == 'b' then
   local permitted = true
+  changed = false
   if op == 'a' then
     if r > now then
       permitted = false
     elseif s == 'open' then
-      if now < u then permitted = false else s, po, pk = 'half_open', 0, 0 end
+      if now < u then permitted = false else s, po, pk, changed = 'half_open', 0, 0, true end
     end
     if permitted and s == 'half_open' then
       permitted = po + pk < half
-      if permitted then po = po + 1 end
+      if permitted then po, changed = po + 1, true end
     end
     result = permitted and '1' or '0'
   end
@@ -170,7 +172,7 @@ elseif op == 'l' then
 elseif op == 'p' then
   r = math.max(r, now + tonumber(ARGV[13]))
 end
-if op ~= 'b' then
+if changed then
   redis.call('HSET', h, 's', s, 'n', n, 'k', k, 'u', fmt(u), 'po', po, 'pk', pk,
              'w', w, 'wf', wf, 'ts', ts, 'r', fmt(r))
   local keep = math.max(86400000000, u - now, r - now) + 60000000
