@@ -44,10 +44,11 @@ WaitReason = Literal["backoff", "retry_after", "rate_limit"]
 #: How a call ended: its result, ``AllFailedError`` (or ``DeadlineExceeded``,
 #: ``CircuitOpenError``), or an error no setting routes, passed on as it is.
 Outcome = Literal["success", "failure", "error"]
+#: Which call of the function an attempt was.
+AttemptKind = Literal["first", "retry", "fallback"]
 
 
-#: Each event class's field names, worked out on its first event.
-_FIELDS: dict[type, frozenset[str]] = {}
+_set = object.__setattr__  # the events are frozen: their own __init__ sets each slot once
 
 
 class Event(Frozen):
@@ -58,16 +59,6 @@ class Event(Frozen):
     #: The decorated function's ``module.qualname``.
     function: str
     correlation_id: str | None
-
-    def __init__(self, **fields: Any) -> None:
-        expected = _FIELDS.get(type(self))
-        if expected is None:
-            expected = _FIELDS[type(self)] = frozenset(self._fields())
-        if fields.keys() != expected:
-            msg = f"{type(self).__name__} takes exactly the fields {sorted(expected)}"
-            raise TypeError(msg)
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
 
 
 @final
@@ -84,6 +75,23 @@ class CallEnded(Event):
     #: The ending error's class name (``error.type``), None on success.
     error_type: str | None
 
+    def __init__(
+        self,
+        *,
+        function: str,
+        correlation_id: str | None,
+        outcome: Outcome,
+        duration: float,
+        attempts: int,
+        error_type: str | None,
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "outcome", outcome)
+        _set(self, "duration", duration)
+        _set(self, "attempts", attempts)
+        _set(self, "error_type", error_type)
+
 
 @final
 class AttemptEnded(Event):
@@ -96,13 +104,37 @@ class AttemptEnded(Event):
     #: The fallback candidate's index, None without ``arg_fallback``.
     candidate: int | None
     #: ``"first"``, ``"retry"`` (a new round) or ``"fallback"`` (another candidate).
-    kind: Literal["first", "retry", "fallback"]
-    #: The attempt returned a result that was kept.
+    kind: AttemptKind
+    #: The function returned (a result ``retry_if_result`` then refused included).
     ok: bool
     #: Wall-clock start (``time.time()`` or the fake clock's ``wall()``).
     started: float
     duration: float
+    #: The error's class name (``error.type``), None when it returned.
     error_type: str | None
+
+    def __init__(
+        self,
+        *,
+        function: str,
+        correlation_id: str | None,
+        attempt: int,
+        candidate: int | None,
+        kind: AttemptKind,
+        ok: bool,
+        started: float,
+        duration: float,
+        error_type: str | None,
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "attempt", attempt)
+        _set(self, "candidate", candidate)
+        _set(self, "kind", kind)
+        _set(self, "ok", ok)
+        _set(self, "started", started)
+        _set(self, "duration", duration)
+        _set(self, "error_type", error_type)
 
 
 @final
@@ -114,6 +146,14 @@ class Waited(Event):
     reason: WaitReason
     seconds: float
 
+    def __init__(
+        self, *, function: str, correlation_id: str | None, reason: WaitReason, seconds: float
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "reason", reason)
+        _set(self, "seconds", seconds)
+
 
 @final
 class CacheLookup(Event):
@@ -122,6 +162,11 @@ class CacheLookup(Event):
     __slots__ = ("hit",)
 
     hit: bool
+
+    def __init__(self, *, function: str, correlation_id: str | None, hit: bool) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "hit", hit)
 
 
 @final
@@ -134,6 +179,21 @@ class BreakerChanged(Event):
     old: str
     new: str
 
+    def __init__(
+        self,
+        *,
+        function: str,
+        correlation_id: str | None,
+        candidate: int | None,
+        old: str,
+        new: str,
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "candidate", candidate)
+        _set(self, "old", old)
+        _set(self, "new", new)
+
 
 @final
 class MapEnded(Event):
@@ -145,6 +205,23 @@ class MapEnded(Event):
     items: int
     failures: int
     duration: float
+
+    def __init__(
+        self,
+        *,
+        function: str,
+        correlation_id: str | None,
+        mode: str,
+        items: int,
+        failures: int,
+        duration: float,
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "correlation_id", correlation_id)
+        _set(self, "mode", mode)
+        _set(self, "items", items)
+        _set(self, "failures", failures)
+        _set(self, "duration", duration)
 
 
 class Hook(Protocol):
