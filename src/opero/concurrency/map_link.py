@@ -3,7 +3,8 @@
 `MapLink` is the parent's half, one per mapped function, made on the first map
 (and again in a forked child, which must not answer for its parent): a
 `PauseCell` for a server's pause, and a `ScopeServer` when the function has a
-rate limit (else the cell is linked to the function's ``PauseGate``).  What it
+rate limit (else the cell is linked to the function's ``PauseGate``), a key pool
+or a ``circuit_breaker=`` that the parent holds for the workers (``pool_link.py``).  What it
 sends with every chunk (`MapLink.wire`) is small and plain; `attach` is the
 worker's half, which points the chunk's pipeline at it before the chunk runs.
 See ``scope_link.py`` for why.
@@ -20,9 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LATE", "Link", "MapLink", "Wire", "attach"]
 
-#: What every chunk of a map carries: ``("server", ((socket path, key), cell path))``,
-#: ``("cell", cell path)``, or None.
-Wire = tuple[str, Any] | None
+#: What every chunk of a map carries: ``("server", cell path, (socket path, key))`` when the
+#: function has a rate limit, ``("cell", cell path, (socket path, key) or None)`` when it has
+#: not (the address then serves its key pool and circuit breaker, if any), or None.
+Wire = tuple[str, str, Any] | None
 #: A chunk's link: the map's wire, and when the parent sent it (clock time).
 Link = tuple[Wire, float]
 #: A rate-limited item that starts later than this after it was sent (it waited for a busy
@@ -65,16 +67,20 @@ class MapLink:
 
     def _open(self) -> Wire:
         from opero.concurrency.pause_cell import PauseCell  # noqa: PLC0415
+        from opero.concurrency.pool_link import held_by_parent  # noqa: PLC0415
 
         p = self.pipeline
         cell = self._cell = PauseCell()
-        if p.limiter is not None:
+        address = None
+        if p.limiter is not None or held_by_parent(p):
             from opero.concurrency.scope_link import ScopeServer  # noqa: PLC0415
 
             self._server = ScopeServer(p)
-            return ("server", (self._server.address, cell.path))
+            address = self._server.address
+        if p.limiter is not None:
+            return ("server", cell.path, address)
         p.gate.link = cell  # the parent's own gate reads the workers' pauses too
-        return ("cell", cell.path)
+        return ("cell", cell.path, address)
 
 
 def attach(p: Pipeline, link: Link) -> None:
@@ -83,15 +89,19 @@ def attach(p: Pipeline, link: Link) -> None:
     if wire is None:
         return
     from opero.concurrency.pause_cell import open_cell  # noqa: PLC0415
+    from opero.concurrency.pool_link import channel_of  # noqa: PLC0415
     from opero.core import clock  # noqa: PLC0415
 
-    kind, where = wire
+    kind, cell, address = wire
+    channel = channel_of(p)
+    if channel is not None:
+        channel.address = address
     if kind == "server":
         from opero.concurrency.scope_link import RemoteLimit  # noqa: PLC0415
 
         limiter = p.limiter
         if type(limiter) is RemoteLimit:
-            limiter.address, limiter.cell = where[0], open_cell(where[1])
+            limiter.cell = open_cell(cell)
             p.gate.held_link = limiter.cell  # a slot waited for still yields to the pause
             # The chunk's one item: the parent booked its first start as it sent it.
             # Late by under half an interval, it keeps its slot: no 1-s window gains a start
@@ -101,5 +111,5 @@ def attach(p: Pipeline, link: Link) -> None:
         return
 
     gate = p.gate
-    gate.link = open_cell(where)
+    gate.link = open_cell(cell)
     gate.pull(clock.now())  # the shell's own check then holds the chunk's first items

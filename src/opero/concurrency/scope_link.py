@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection, Listener
 
+    from opero.core.breaker_state import BreakerState
+    from opero.core.candidates import Pool
     from opero.core.gate import SharedPause
     from opero.core.pipeline import Pipeline
     from opero.core.rate_limit import Limiter
 
-__all__ = ["RemoteLimit", "ScopeServer", "linked_pipeline"]
+__all__ = ["Channel", "RemoteLimit", "ScopeServer", "linked_pipeline"]
 
 logger = logging.getLogger("opero")
 
@@ -74,81 +76,109 @@ class ScopeServer:
             ).start()
 
     def _serve(self, connection: Connection) -> None:
+        from opero.concurrency.pool_parent import Held  # noqa: PLC0415
+
         pipeline = self.pipeline
+        held = Held(pipeline)  # this worker's candidates taken and not yet settled
         with connection:
-            while True:
-                try:
-                    request = connection.recv()
-                except (EOFError, OSError):
-                    return
-                if request[0] == "reserve":
-                    answer: Any = pipeline.reserve(request[1], request[2])
-                else:
-                    pipeline.pause(request[1])
-                    answer = True
-                connection.send(answer)
+            try:
+                while True:
+                    try:
+                        request = connection.recv()
+                    except (EOFError, OSError):
+                        return
+                    if request[0] == "reserve":
+                        answer: Any = pipeline.reserve(request[1], request[2])
+                    elif request[0] == "pause":
+                        pipeline.pause(request[1])
+                        answer = True
+                    else:  # "pool" or "circuit": the key pool and breaker (pool_link.py)
+                        answer = held.answer(request)
+                    connection.send(answer)
+            finally:
+                held.drop()  # a worker that died gives back what it held
 
 
 @final
-class RemoteLimit:
-    """A worker's stand-in for the map's limiter: asks the parent (see the module's note).
+class Channel:
+    """A worker pipeline's one connection to its map's parent (limit, key pool, breaker).
 
-    Each worker pipeline has its own, used by one chunk at a time; the lock
-    serves an async chunk, whose tasks ask from helper threads.
+    ``address`` is set for each chunk (``map_link.attach``).  `ask` answers None when
+    there is no parent to ask: no link, or one this process cannot reach (a Dask
+    worker on another host), which is tried once and logged once at WARNING; the
+    caller then keeps the same settings on its own, never unlimited.  The lock serves
+    an async chunk, whose tasks ask from the loop and from helper threads.
     """
 
-    __slots__ = (
-        "_connection",
-        "_fallback",
-        "_lock",
-        "address",
-        "burst",
-        "cell",
-        "per_args",
-        "prepaid",
-        "rate",
-    )
+    __slots__ = ("_connection", "_lock", "_unreachable", "address")
 
-    def __init__(self, rate: float, burst: int, *, per_args: bool) -> None:
-        self.rate = rate
-        self.burst = burst
-        #: The parent's limiter is one per argument set: bookings carry the arguments.
-        self.per_args = per_args
-        #: The parent's server for the chunk now running (set by the worker for each chunk).
+    def __init__(self) -> None:
+        #: The parent's server for the chunk now running, or None.
         self.address: Address | None = None
-        #: The map's pause, shared in memory: what a prepaid first attempt waits for.
-        self.cell: SharedPause | None = None
-        #: The next booking is the chunk's first attempt, which the parent booked when it
-        #: sent the chunk (a rate-limited map sends one item per chunk), and it is on time.
-        self.prepaid = False
         self._connection: tuple[Address, Connection] | None = None
-        self._fallback: Limiter | None = None
+        self._unreachable: Address | None = None
         self._lock = threading.Lock()
 
-    def _ask(self, request: tuple[Any, ...]) -> Any:
+    def ask(self, request: tuple[Any, ...]) -> Any:
+        """The parent's answer to ``request``, or None when it cannot be asked."""
         address = self.address
+        if address is None or address == self._unreachable:
+            return None
         with self._lock:
             held = self._connection
             if held is None or held[0] != address:
                 if held is not None:
                     held[1].close()
                     self._connection = None
-                if address is None:
-                    return None
                 from multiprocessing.connection import Client  # noqa: PLC0415
 
                 try:
                     held = (address, Client(address[0], family="AF_UNIX", authkey=address[1]))
                 except OSError:
-                    self.address = None
+                    self._unreachable = address
                     logger.warning(
-                        "opero: this worker cannot reach its map's rate limit (another "
-                        "host?); it keeps the rate on its own"
+                        "opero: this worker cannot reach its map's parent (another host?); "
+                        "it keeps the rate limit, key pool and circuit breaker on its own"
                     )
                     return None
                 self._connection = held
             held[1].send(request)
             return held[1].recv()
+
+
+@final
+class RemoteLimit:
+    """A worker's stand-in for the map's limiter: asks the parent (see the module's note).
+
+    Each worker pipeline has its own, used by one chunk at a time.
+    """
+
+    __slots__ = (
+        "_fallback",
+        "burst",
+        "cell",
+        "channel",
+        "per_args",
+        "prepaid",
+        "rate",
+    )
+
+    def __init__(self, rate: float, burst: int, *, per_args: bool, channel: Channel) -> None:
+        self.rate = rate
+        self.burst = burst
+        #: The parent's limiter is one per argument set: bookings carry the arguments.
+        self.per_args = per_args
+        #: How this worker reaches the parent (shared with the pipeline's key pool).
+        self.channel = channel
+        #: The map's pause, shared in memory: what a prepaid first attempt waits for.
+        self.cell: SharedPause | None = None
+        #: The next booking is the chunk's first attempt, which the parent booked when it
+        #: sent the chunk (a rate-limited map sends one item per chunk), and it is on time.
+        self.prepaid = False
+        self._fallback: Limiter | None = None
+
+    def _ask(self, request: tuple[Any, ...]) -> Any:
+        return self.channel.ask(request)
 
     def _local(self) -> Limiter:
         if self._fallback is None:
@@ -212,18 +242,26 @@ def linked_pipeline(
     func: Callable[..., Any],
     config: Mapping[str, Any],
 ) -> Pipeline:
-    """A worker's pipeline: ``config`` without cache and rate limit, and a `RemoteLimit`
-    in the limiter's place when ``config`` has a rate limit."""
+    """A worker's pipeline: ``config`` without cache and rate limit, with stand-ins that ask
+    the parent (one `Channel`): a `RemoteLimit` in the limiter's place when ``config`` has
+    a rate limit, and the key pool and circuit breaker of ``pool_link.py``."""
+    from opero.concurrency.pool_link import remote_circuit, remote_pool  # noqa: PLC0415
     from opero.core.pipeline import Pipeline  # noqa: PLC0415
 
     p = factory(func, {**config, "cache": False, "rate_limit": None})
-    if config["rate_limit"] is None:
+    channel = Channel()
+    pool: Pool | None = remote_pool(p, config, channel)
+    circuit: BreakerState | None = remote_circuit(p, config, channel)
+    if config["rate_limit"] is None and pool is p.pool and circuit is p.circuit:
         return p
-    remote = RemoteLimit(
-        config["rate_limit"],
-        config["rate_limit_burst"],
-        per_args=config["rate_limit_scope"] == "per_args",
-    )
+    remote = None
+    if config["rate_limit"] is not None:
+        remote = RemoteLimit(
+            config["rate_limit"],
+            config["rate_limit_burst"],
+            per_args=config["rate_limit_scope"] == "per_args",
+            channel=channel,
+        )
     return Pipeline(
         p.func,
         p.name,
@@ -238,4 +276,6 @@ def linked_pipeline(
         deadline=p.deadline,
         attempt_timeout=p.attempt_timeout,
         per_attempt=p.per_attempt,
+        pool=pool,
+        circuit=circuit,
     )
