@@ -380,3 +380,24 @@ def test_an_outage_keeps_an_open_state_it_last_saw(own: OwnServer) -> None:
         assert candidate.reopens_at(time.monotonic()) is not None
     finally:
         link.close()
+
+
+def test_after_an_outage_a_fresh_server_never_doubles_the_rate(own: OwnServer) -> None:
+    """Redis comes back empty while starts handed out locally are still ahead: the first
+    shared slot is placed after them, so this process never starts two at once."""
+    link = Link("recovery", lambda: client(own.port), retry_after=0.05, max_retry_after=0.05)
+    candidate = RedisCandidate(link, "opero:breaker:recovery:0", Breaker(), rate=5, burst=1)
+    try:
+        own.stop()
+        local = []
+        for _ in range(4):  # 0, 0.2, 0.4, 0.6 s ahead: booked in this process only
+            assert candidate.acquire(time.monotonic())
+            local.append(time.monotonic() + candidate.reserve(time.monotonic()))
+        own.start()  # it knows none of them
+        time.sleep(0.1)  # the cool-down passes
+        assert candidate.acquire(time.monotonic())
+        shared = time.monotonic() + candidate.reserve(time.monotonic())
+        assert not link.down  # redis answered
+        assert shared >= local[-1] + 0.2 - 0.01
+    finally:
+        link.close()

@@ -71,6 +71,7 @@ class RedisCandidate:
         self._own_budget = None if rate is None else Limiter(rate, burst)
         self._burst_span = 0.0 if rate is None else burst / rate
         self._tolerance = 0.0 if rate is None else (burst - 1) / rate
+        self._own_until = -math.inf  # the end of the starts handed out during an outage
         self._link = link
         self._keys = [key, key + ":budget"]
         self._args = script_args(breaker, rate, burst)
@@ -249,9 +250,16 @@ class RedisCandidate:
         """The start of a slot redis booked, recorded in the own budget; or (no answer) the
         own budget's next start, so an outage still limits."""
         own = self._own_budget
+        if own is None:
+            return base
         if answer is None or not answer[6]:
-            return base if own is None else base + own.reserve(base)
+            start = base + own.reserve(base)
+            self._own_until = max(self._own_until, start + own.interval)
+            return start
         start = base + float(answer[6]) / 1e6
-        if own is not None:
-            own.reserve(start)  # so an outage continues after the slots redis gave
+        extra = own.reserve(start)  # recorded, so an outage continues after redis's slots
+        if start < self._own_until:
+            # Starts handed out here during an outage are still ahead, and redis (perhaps
+            # restarted empty) does not know them: keep clear of them (as the shared limiter).
+            start += extra
         return start
