@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -314,6 +315,29 @@ def test_each_transition_is_reported_once_by_the_holder_that_made_it(
     assert here.state(1.0) == "half_open"  # stale mirror, never trusted to let a call through
     assert here.acquire(1.0) is True
     assert here.state(1.0) == "closed"
+
+
+@pytest.mark.parametrize("half_open_calls", [1, 3])
+def test_half_open_lets_exactly_its_probes_through_across_threads_and_holders(
+    explicit_link: Link, names: Any, half_open_calls: int
+) -> None:
+    key = names()
+    config = Breaker(failure_threshold=1, cooldown=1, half_open_calls=half_open_calls)
+    holders = [RedisCandidate(explicit_link, key, config) for _ in range(4)]
+    holders[0].record(0.0, failed=True)
+    barrier = threading.Barrier(8)
+    granted: list[bool] = []
+
+    def probe(holder: RedisCandidate) -> None:
+        barrier.wait()
+        granted.append(holder.acquire(1.0))
+
+    threads = [threading.Thread(target=probe, args=(holders[k % 4],)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert granted.count(True) == half_open_calls
 
 
 # --- outages -------------------------------------------------------------------------------
