@@ -11,7 +11,7 @@ workers (per-worker breakers made ``failure_threshold`` calls in *each* worker).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +273,170 @@ def test_an_unreachable_parent_leaves_the_worker_a_local_pool(
     assert keys_made(tmp_path, "bad") == THRESHOLD  # the local breaker opened
     warned = [r for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(warned) == 1
+
+
+# -- the protocol, in this process on the fake clock ------------------------------------------
+# Worker pipelines built here as a worker builds them (`worker_shell` over `linked_pipeline`),
+# linked to the map's parent over its real socket: two "workers" side by side, one clock.
+
+
+def linked_workers(mapped: Any, count: int) -> list[Any]:
+    """``count`` worker shells of the process map ``mapped``, each linked to its parent."""
+    import functools  # noqa: PLC0415
+
+    from opero.concurrency.map_link import attach  # noqa: PLC0415
+    from opero.concurrency.scope_link import linked_pipeline  # noqa: PLC0415
+    from opero.core import clock  # noqa: PLC0415
+    from opero.core.assemble import build_pipeline  # noqa: PLC0415
+    from opero.core.shell import worker_shell  # noqa: PLC0415
+
+    parent = mapped.__opero__
+    wire = mapped.__opmap__.link.wire()
+    factory = functools.partial(linked_pipeline, build_pipeline)
+    shells = [worker_shell(factory, parent.func, dict(parent.config)) for _ in range(count)]
+    for shell in shells:
+        attach(shell.pipeline, (wire, clock.now()))
+    return shells
+
+
+PROBE = Breaker(failure_threshold=1, cooldown=10, half_open_calls=1)
+KEYED: dict[str, Any] = {"arg_fallback": "key", "retries": 0, "progress": False}
+
+
+def test_a_half_open_probe_goes_to_one_worker_only(clock: Any) -> None:
+    """While one worker's probe is out, another worker's call is refused without a call."""
+    made: list[tuple[str, str]] = []
+    workers: list[Any] = []
+
+    def call(x: str, key: list[str] = ["bad"]) -> str:  # noqa: B006
+        made.append((x, key[0]))
+        if x == "probe":  # the second worker calls while this probe is in flight
+            with pytest.raises(CircuitOpenError):
+                workers[1].call("inner")
+        raise RuntimeError(x)
+
+    mapped = opmap(mode="process", candidate_breaker=PROBE, **KEYED)(call)
+    workers.extend(linked_workers(mapped, 2))
+    with pytest.raises(AllFailedError):
+        workers[0].call("open")
+    clock.advance(10)
+    with pytest.raises(AllFailedError):
+        workers[0].call("probe")
+    assert made == [("open", "bad"), ("probe", "bad")]
+    assert mapped.__opero__.pool.candidates[0].state(clock.now()) == "open"  # the probe failed
+
+
+def test_a_rest_asked_on_one_worker_holds_every_worker(clock: Any) -> None:
+    """A candidate's Retry-After rests it in the parent: the other worker moves on at once."""
+    made: list[tuple[int, str]] = []
+
+    def call(x: int, key: list[str] = ["k0", "k1"]) -> str:  # noqa: B006
+        made.append((x, key[0]))
+        if x == 0 and key[0] == "k0":
+            error = RuntimeError("429")
+            error.retry_after = 5.0  # type: ignore[attr-defined]
+            raise error
+        return key[0]
+
+    mapped = opmap(mode="process", candidate_breaker=True, **KEYED)(call)
+    one, two = linked_workers(mapped, 2)
+    assert one.call(0) == "k1"
+    assert two.call(1) == "k1"  # k0 rests for every worker: not called
+    clock.advance(5)
+    assert two.call(2) == "k0"
+    assert made == [(0, "k0"), (0, "k1"), (1, "k1"), (2, "k0")]
+
+
+def test_a_budget_slot_is_booked_with_the_parent(clock: Any) -> None:
+    """One key at 1/s (burst 1): the second worker's call waits for the slot after the first's."""
+
+    def call(x: int, key: list[str] = ["k0"]) -> int:  # noqa: B006
+        return x
+
+    mapped = opmap(mode="process", candidate_rate_limit=1, **KEYED)(call)
+    one, two = linked_workers(mapped, 2)
+    assert (one.call(0), two.call(1), one.call(2)) == (0, 1, 2)
+    assert sum(clock.sleeps) == pytest.approx(2.0)
+
+
+def test_a_dead_worker_gives_its_probe_permit_back(clock: Any) -> None:
+    """A worker that dies holding the half-open probe does not keep the candidate shut."""
+    import time  # noqa: PLC0415
+
+    from opero.concurrency.pool_link import channel_of  # noqa: PLC0415
+
+    made: list[str] = []
+
+    def call(x: str, key: list[str] = ["k0"]) -> str:  # noqa: B006
+        made.append(x)
+        if x == "open":
+            raise RuntimeError(x)
+        return key[0]
+
+    mapped = opmap(mode="process", candidate_breaker=PROBE, **KEYED)(call)
+    one, two = linked_workers(mapped, 2)
+    with pytest.raises(AllFailedError):
+        one.call("open")
+    clock.advance(10)
+    assert one.pipeline.pool.order(1, clock.now()) == [0]  # the probe is one's, in flight
+    health = mapped.__opero__.pool.candidates
+    assert health[0].in_flight == 1
+    with pytest.raises(CircuitOpenError):
+        two.call("refused")
+    channel = channel_of(one.pipeline)
+    assert channel is not None
+    channel._connection[1].close()  # the worker is gone
+    patience = time.monotonic() + 5.0
+    while health[0].in_flight and time.monotonic() < patience:
+        time.sleep(0.005)
+    assert two.call("after") == "k0"  # the permit came back: two probed, and closed it
+    assert made == ["open", "after"]
+    assert health[0].state(clock.now()) == "closed"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[dict[str, Any]]:
+    """A redis-server of this test's own on a free port: its connection settings."""
+    import shutil  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from redis_server import redis_answers  # noqa: PLC0415
+
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        patience = time.monotonic() + 10
+        while not redis_answers("127.0.0.1", port):
+            assert time.monotonic() < patience, "the test's redis-server did not start"
+            time.sleep(0.02)
+        yield {"host": "127.0.0.1", "port": port}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_redis_breakers_need_no_parent(tmp_path: Path, private_redis: dict[str, Any]) -> None:
+    """``breaker_backend="redis"``: the workers' own pools share redis; no socket is opened."""
+    mapped = make(
+        "process",
+        tmp_path,
+        frozenset({"bad"}),
+        arg_fallback="key",
+        candidate_breaker=BREAKER,
+        breaker_backend="redis",
+        breaker_backend_config=private_redis,
+        rate_limit_scope="test-map-key-pools",
+    )
+    assert mapped(list(range(ITEMS))) == [(x, "good") for x in range(ITEMS)]
+    assert mapped.__opmap__.link.wire()[2] is None  # no ScopeServer for the pool
+    assert keys_made(tmp_path, "bad") <= THRESHOLD + WORKERS

@@ -18,8 +18,11 @@ every start happens at a slot booked for it.  The one engine
 answers "how long to wait" as the limiter would.  A round trip costs some
 100 us, paid by retries of rate-limited maps only.
 
-A worker that cannot reach the parent (a Dask worker on another host) falls back
-to a limiter of its own at the same rate (one WARNING): never unlimited.
+The same server answers a map's key pool and ``circuit_breaker=``, which the parent
+holds too (``pool_link.py``): one `Channel` per worker pipeline carries the limiter's
+and the pool's requests.  A worker that cannot reach the parent (a Dask worker on
+another host) falls back to a limiter, pool and breaker of its own with the same
+settings (one WARNING): never unlimited.
 """
 
 from __future__ import annotations
