@@ -134,6 +134,7 @@ def test_an_open_breaker_shows_its_transition_and_refusal(
     assert opened.attributes["opero.breaker.state"] == "open"
     assert [e.name for e in opened.events][-1] == "opero.breaker"
     assert refused.attributes["error.type"] == "CircuitOpenError"
+    assert refused.attributes["opero.breaker.state"] == "open"
     assert refused.attributes["opero.attempts"] == 0
 
 

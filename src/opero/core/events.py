@@ -237,8 +237,8 @@ class Tracer(Protocol):
     and returns what ``end`` needs; both run in the caller's thread or task.
     """
 
-    def start(self, function: str) -> Any:
-        """Open the call's span and make it current."""
+    def start(self, function: str, breaker: str | None) -> Any:
+        """Open the call's span and make it current (``breaker``: the function's breaker state)."""
 
     def end(self, handle: Any, event: CallEnded) -> None:
         """Close it with the call's outcome."""

@@ -86,12 +86,13 @@ class Adapter:
         self.backoff_wait = histogram("opero.backoff.wait", _SECONDS, "Waits before a retry")
 
     # The tracer side: a span around each call.
-    def start(self, function: str) -> Any:
+    def start(self, function: str, breaker: str | None) -> Any:
         """Open the call's span and make it current; what `end` needs."""
+        attributes = {"opero.function": function, "code.function.name": function}
+        if breaker is not None:
+            attributes["opero.breaker.state"] = breaker
         span = self.tracer.start_span(
-            _short(function),
-            kind=SpanKind.INTERNAL,
-            attributes={"opero.function": function, "code.function.name": function},
+            _short(function), kind=SpanKind.INTERNAL, attributes=attributes
         )
         return span, context.attach(trace.set_span_in_context(span))
 

@@ -48,7 +48,10 @@ unspanned: set[int] = set()
 def observed(p: Pipeline, flow: Flow) -> Flow:
     """``flow`` passed through step by step, reporting its waits and its end (and a span)."""
     tracer = events.tracer if id(p) not in unspanned else None
-    handle = tracer.start(p.name) if tracer is not None else None
+    handle = None
+    if tracer is not None:
+        circuit = p.circuit  # the function's breaker as the call starts (changes: events)
+        handle = tracer.start(p.name, None if circuit is None else circuit.state(clock.now()))
     began = clock.now()
     attempts, error, after_reserve = 0, None, False
     try:
