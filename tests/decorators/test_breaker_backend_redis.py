@@ -7,7 +7,6 @@ restart it without touching the shared server; times are real (no test sleeps a 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import shutil
@@ -252,9 +251,9 @@ def test_an_outage_goes_on_locally_warns_once_opens_nothing_and_recovers(
     starts.clear()
     assert [call(i) for i in range(8)] == list(range(8))  # calls go on
     assert all(s.state == "closed" for s in call.statistics().candidates)  # none opened
-    # never unlimited: the local budget (50/s) still spaces the starts
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.02 - 0.002, gaps
+    # never unlimited: the local budget (50/s) still spaces the starts (a late wake-up can
+    # bring two starts closer, never the whole run: 8 starts take 7 intervals at least)
+    assert starts[-1] - starts[0] >= 7 * 0.02 - 0.005, starts
     server.start()  # empty
     time.sleep(0.6)  # the first cool-down passes
     assert call(9) == 9
@@ -291,7 +290,7 @@ def test_an_unreachable_server_at_the_first_call_still_limits(
         for _ in range(5):
             call()
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
-    assert starts[-1] - starts[0] >= 4 * 0.01 - 0.002
+    assert starts[-1] - starts[0] >= 4 * 0.01 - 0.005
 
 
 # --- the function's own breaker, async, maps -----------------------------------------------

@@ -50,6 +50,33 @@ class RedisCandidate:
     rate); the statistics counters are this process's own.
     """
 
+    __slots__ = (
+        "_args",
+        "_booked",
+        "_burst_span",
+        "_calls",
+        "_failures",
+        "_keys",
+        "_link",
+        "_local",
+        "_lock",
+        "_on_change",
+        "_open_until",
+        "_own_budget",
+        "_own_rest",
+        "_own_until",
+        "_rests",
+        "_state",
+        "_tat",
+        "_tolerance",
+        "breaker",
+        "budget",
+        "config",
+        "in_flight",
+        "index",
+        "rest_until",
+    )
+
     def __init__(
         self,
         link: Link,
