@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from opero.core import validate
+from opero.core import events, validate
 from opero.core.breaker import Breaker
 from opero.core.breaker_backend import check_settings as check_breaker_backend
 from opero.core.breaker_backend import shared_circuit, shared_pool
@@ -91,6 +91,10 @@ def _circuit(config: Mapping[str, Any], name: str) -> BreakerState | None:
 
     def changed(old: str, new: str) -> None:
         logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
+        if events.on:
+            from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
+
+            breaker_changed(name, None, old, new)
 
     return BreakerState(breaker, changed)
 
