@@ -114,11 +114,11 @@ class Held:
                 return
             breaker.record(now, failed=bool(arg))
             if arg:
-                _count_failure(candidate)
+                candidate.failed()
         elif op == "rest":
             candidate.rest(now, float(arg))
         elif op == "failed":
-            _count_failure(candidate)
+            candidate.failed()
 
     def _rows(self, health: list[Candidate], n: int, now: float) -> list[Row]:
         return [_row(candidate, now) for candidate in health[:n]]
@@ -153,10 +153,3 @@ class Held:
         if p.circuit is not None:
             for _ in range(max(0, self._circuit)):
                 p.circuit.release(now)
-
-
-def _count_failure(candidate: Candidate) -> None:
-    # The statistics' failure count of the candidate (when its pool keeps one).
-    count = getattr(candidate, "failed", None)
-    if count is not None:
-        count()

@@ -185,7 +185,7 @@ class RemoteCandidate:
         """Its call's routed error counted as a failure (the parent counts it at the record)."""
         next(self._failures)
         if self.breaker is None and not self._settle("failed", clock.now()):
-            getattr(self._local(), "failed", lambda: None)()
+            self._local().failed()
 
     @property
     def calls(self) -> int:
