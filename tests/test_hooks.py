@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import socket
+import subprocess
+import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +17,7 @@ import opero.instrumentation as oi
 from opero import AllFailedError, Breaker, opero, opmap
 from opero.core import events
 from opero.testing import FakeClock
+from redis_server import redis_answers
 from shells import Shell
 
 SECRET = "sk-live-TOPSECRET-0123456789"
@@ -276,3 +281,46 @@ def test_a_key_pool_call_is_reported_like_any_other(shell: Shell, got: list[oi.E
     first = got[0]
     assert isinstance(first, oi.AttemptEnded)
     assert (first.candidate, first.ok) == (0, True)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[dict[str, Any]]:
+    """A redis-server of this test's own on a free port (never the shared one)."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers("127.0.0.1", port):
+            assert process.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        yield {"host": "127.0.0.1", "port": port, "socket_connect_timeout": 0.5}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_redis_circuit_breaker_reports_its_transitions(
+    own_redis: dict[str, Any], got: list[oi.Event]
+) -> None:
+    def down() -> None:
+        raise ConnectionError("down")
+
+    f = opero(
+        retries=0,
+        circuit_breaker=Breaker(failure_threshold=1, failure_ratio=None),
+        breaker_backend="redis",
+        breaker_backend_config=own_redis,
+    )(down)
+    with pytest.raises(AllFailedError):
+        f()
+    changes = [e for e in got if isinstance(e, oi.BreakerChanged)]
+    assert [(e.candidate, e.old, e.new) for e in changes] == [(None, "closed", "open")]

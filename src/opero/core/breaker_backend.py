@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from opero.core import forksafe, validate
+from opero.core import events, forksafe, validate
 from opero.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -172,6 +172,10 @@ def shared_circuit(config: Mapping[str, Any], name: str, breaker: Breaker) -> Br
 
     def changed(old: str, new: str) -> None:
         logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
+        if events.on:
+            from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
+
+            breaker_changed(name, None, old, new)
 
     key = f"{PREFIX}{name}:circuit"
     made = RedisCandidate(_link(config, name), key, breaker, on_change=changed)
