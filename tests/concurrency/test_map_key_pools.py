@@ -148,6 +148,10 @@ def test_the_map_statistics_show_the_parent_held_state(tmp_path: Path) -> None:
     pool = mapped.__opero__.pool
     assert [c.state(pool_now()) for c in pool.candidates] == ["open", "closed"]
     assert all(c.in_flight == 0 for c in pool.candidates)
+    bad, good = mapped.statistics().candidates  # what statistics() shows: the parent's counts
+    assert (bad.state, good.state) == ("open", "closed")
+    assert bad.failures == bad.calls == keys_made(tmp_path, "bad") <= THRESHOLD + WORKERS
+    assert (good.calls, good.failures, good.in_flight) == (8, 0, 0)
 
 
 def pool_now() -> float:
