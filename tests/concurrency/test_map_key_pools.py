@@ -246,30 +246,35 @@ async def test_candidate_budgets_are_shared_by_the_workers(mode: str, tmp_path: 
         assert most_in_one_second([t for _, k, t in made if k == key]) <= 11, key
 
 
+@pytest.mark.parametrize("rate", [None, 10])
 def test_an_unreachable_parent_leaves_the_worker_a_local_pool(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    rate: float | None, tmp_path: Path, caplog: pytest.LogCaptureFixture, clock: Any
 ) -> None:
     """A worker that cannot reach its map (another host) keeps a pool of its own: one WARNING.
 
-    In this process, over a real (missing) socket: the linked pipeline is the one a
-    worker builds, pointed at a parent that is not there.
+    In this process, over a real (missing) socket: the pipeline is the one a worker
+    builds from the map's bytes, pointed at a parent that is not there.  With a rate
+    limit, the limiter keeps its rate on its own too, behind the same one WARNING.
     """
     import logging  # noqa: PLC0415
-
-    from opero.concurrency.map_link import attach  # noqa: PLC0415
-    from opero.core.shell import Shell  # noqa: PLC0415
-
-    mapped = make(
-        "process", tmp_path, frozenset({"bad"}), arg_fallback="key", candidate_breaker=BREAKER
-    )
-    build = mapped.__opmap__.spec
     import pickle  # noqa: PLC0415
 
-    shell: Shell = pickle.loads(build.blob)()
+    from opero.concurrency.map_link import attach  # noqa: PLC0415
     from opero.concurrency.pause_cell import PauseCell  # noqa: PLC0415
 
+    mapped = make(
+        "process",
+        tmp_path,
+        frozenset({"bad"}),
+        work=0.0,
+        arg_fallback="key",
+        candidate_breaker=BREAKER,
+        rate_limit=rate,
+    )
+    shell = pickle.loads(mapped.__opmap__.spec.blob)()
     cell = PauseCell()
-    wire = ("cell", cell.path, (str(tmp_path / "no-socket"), b"k" * 16))
+    kind = "cell" if rate is None else "server"
+    wire = (kind, cell.path, (str(tmp_path / "no-socket"), b"k" * 16))
     with caplog.at_level(logging.WARNING, logger="opero"):
         for x in range(10):
             attach(shell.pipeline, (wire, 0.0))
@@ -277,6 +282,8 @@ def test_an_unreachable_parent_leaves_the_worker_a_local_pool(
     assert keys_made(tmp_path, "bad") == THRESHOLD  # the local breaker opened
     warned = [r for r in caplog.records if "cannot reach" in r.getMessage()]
     assert len(warned) == 1
+    if rate is not None:  # 13 starts at 10/s on the worker's own limiter
+        assert sum(clock.sleeps) == pytest.approx(1.2)
 
 
 # -- the protocol, in this process on the fake clock ------------------------------------------

@@ -180,9 +180,6 @@ class RemoteLimit:
         self.prepaid = False
         self._fallback: Limiter | None = None
 
-    def _ask(self, request: tuple[Any, ...]) -> Any:
-        return self.channel.ask(request)
-
     def _local(self) -> Limiter:
         if self._fallback is None:
             from opero.core.rate_limit import Limiter  # noqa: PLC0415
@@ -201,7 +198,7 @@ class RemoteLimit:
             until = self.cell.read() if self.cell is not None else 0.0
             return until - now if until > now else 0.0
         request = ("reserve", args, kwargs) if self.per_args else ("reserve", (), {})
-        answer = self._ask(request)
+        answer = self.channel.ask(request)
         return self._local().reserve(now) if answer is None else float(answer)
 
     async def areserve_for(
@@ -236,7 +233,7 @@ class RemoteLimit:
         await asyncio.to_thread(self._pause_parent, seconds, now)
 
     def _pause_parent(self, seconds: float, now: float) -> None:
-        if self._ask(("pause", seconds)) is None:
+        if self.channel.ask(("pause", seconds)) is None:
             self._local().pause_for(seconds, now)
 
 
