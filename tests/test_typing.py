@@ -182,6 +182,8 @@ def test_user_code_runs() -> None:
     user_code.run_methods()
     user_code.run_sync_maps()
     user_code.run_async_maps()
+    user_code.run_error_context()
+    user_code.run_correlation_async()
 
 
 def test_decorated_functions_bind_as_methods_at_run_time() -> None:

@@ -18,7 +18,16 @@ from typing import Any
 
 from typing_extensions import assert_type
 
-from opero import Breaker, OperoFunction, opero, opmap
+from opero import (
+    AllFailedError,
+    AttemptRecord,
+    Breaker,
+    OperoFunction,
+    correlation,
+    correlation_id,
+    opero,
+    opmap,
+)
 from opero.core.stats import Statistics
 
 # --- module functions ------------------------------------------------------------------
@@ -233,3 +242,44 @@ async def use_async_maps() -> list[bytes]:
 
 def run_async_maps() -> None:
     assert asyncio.run(use_async_maps()) == [b"/a", b"/b", b"c"]
+
+
+# --- error context: attempt records and correlation ids ---------------------------------
+
+
+@opero(retries=1, min_delay=0.001, arg_fallback="keys")
+def always_down(path: str, keys: list[str]) -> int:
+    raise ConnectionError(path)
+
+
+def failure_of_always_down() -> AllFailedError:
+    try:
+        always_down("/a", ["k1", "k2"])
+    except AllFailedError as error:
+        return error
+    raise AssertionError
+
+
+def run_error_context() -> None:
+    with correlation("req-1") as request_id:
+        assert_type(request_id, str)
+        assert_type(correlation_id(), str | None)
+        error = failure_of_always_down()
+    assert_type(error.correlation_id, str | None)
+    assert_type(error.attempts, tuple[AttemptRecord, ...])
+    first = error.attempts[0]
+    assert_type(first.candidate, int | None)
+    assert_type(first.wait, float | None)
+    assert_type(first.error, BaseException)
+    assert error.correlation_id == request_id
+    assert [r.candidate for r in error.attempts] == [0, 1, 0, 1]
+
+
+async def use_correlation_async() -> str | None:
+    async with correlation() as made:
+        assert_type(made, str)
+        return correlation_id()
+
+
+def run_correlation_async() -> None:
+    assert asyncio.run(use_correlation_async()) is not None
