@@ -171,7 +171,7 @@ def test_the_collector_finds_blocks_in_every_page() -> None:
     counted = {page.name: len(collect(page)) for page in PAGES}
     assert counted["README.md"] >= 5
     pages = ("index.md", "basic-usage.md", "parallel-maps.md", "caching.md")
-    pages += ("talking-to-http-apis.md",)
+    pages += ("talking-to-http-apis.md", "key-pools.md")
     for name in pages:
         assert counted.get(name, 0) >= 2, f"docs/{name} has {counted.get(name, 0)} blocks"
     skipped = [example.name for example in EXAMPLES if example.skip is not None]
