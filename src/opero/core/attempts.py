@@ -6,9 +6,10 @@ The engine learns three things about an attempt, each in one place of
 turns them into frozen `AttemptRecord` objects.  Nothing here runs on a call's
 success path: a trail is made at the first failure.
 
-A call's first attempt made by the shell's fast path (no deadline, result check,
-key pool or ``circuit_breaker=``) reads no clock, so a successful call pays
-nothing for these records; its record has ``start`` and ``duration`` None.
+A call's first attempt made on a shell's fast path (the usual case; a call the
+engine runs from its start, with ``deadline=`` for one, is timed from its first
+attempt) reads no clock, so a successful call pays nothing for these records; its
+record has ``start`` and ``duration`` None.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class Trail:
             self._widest, self._reason = seconds, reason
 
     def began(self) -> None:
-        """The next attempt begins: the open record's wait is what was waited since."""
+        """The next attempt begins: the open record's wait is the sum of the waits since."""
         self._close(self._waited)
 
     def close(self) -> tuple[AttemptRecord, ...]:
