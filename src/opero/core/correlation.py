@@ -54,8 +54,11 @@ def _span_trace_id() -> str | None:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:  # not imported by the application: no span can be active
         return None
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None
+    try:
+        context = trace.get_current_span().get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else None
+    except Exception:  # a half-imported or unusual OpenTelemetry: no id, never an error
+        return None
 
 
 @final
