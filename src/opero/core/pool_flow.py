@@ -1,8 +1,9 @@
 """The engine's part for a key pool: which candidate a call goes to, and what it learnt.
 
 With ``candidate_breaker=``, ``candidate_rate_limit=`` or ``fallback_strategy=``, a
-call runs whole in the engine (:mod:`opero.core.flow`), and before each call of the
-function :func:`choose` picks the candidate from the attempt's order
+call runs whole in the engine (:mod:`opero.core.flow`; but a healthy candidate's
+successful call is made by the shell, :mod:`opero.core.pool_fast`), and before each
+call of the function :func:`choose` picks the candidate from the attempt's order
 (:meth:`Pool.order <opero.core.candidates.Pool.order>`): one that is not resting and
 whose breaker lets it through, a free budget slot first.  A candidate refused costs
 nothing (no slot, no call).  After the call, :func:`settle` tells the candidate how
