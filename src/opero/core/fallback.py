@@ -11,6 +11,7 @@ at decoration time; per call only a tuple slice or a dict copy is made.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, final
 
@@ -18,7 +19,12 @@ from opero.core import validate
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
-__all__ = ["FallbackPolicy", "check_settings"]
+__all__ = ["FallbackPolicy", "Locate", "Put", "check_settings"]
+
+#: ``candidates(args, kwargs)``: a call's candidates, or None (see FallbackPolicy.candidates).
+Locate = Callable[[tuple[Any, ...], dict[str, Any]], Sequence[Any] | None]
+#: ``substitute(args, kwargs, candidate)``: the call's arguments with ``[candidate]`` in place.
+Put = Callable[[tuple[Any, ...], dict[str, Any], Any], tuple[tuple[Any, ...], dict[str, Any]]]
 
 
 def check_settings(name: str | None, delay: float) -> None:
@@ -36,7 +42,16 @@ class FallbackPolicy(Frozen):
     Build it with :meth:`for_function`, which validates the name.
     """
 
-    __slots__ = ("default", "delay", "leading_defaults", "name", "position", "positional_only")
+    __slots__ = (
+        "_locate",
+        "_put",
+        "default",
+        "delay",
+        "leading_defaults",
+        "name",
+        "position",
+        "positional_only",
+    )
 
     #: The parameter's name.
     name: str
@@ -50,6 +65,8 @@ class FallbackPolicy(Frozen):
     default: Any
     #: Seconds to pause between two candidates of one attempt.
     delay: float
+    _locate: Locate
+    _put: Put
 
     def __init__(
         self,
@@ -68,6 +85,8 @@ class FallbackPolicy(Frozen):
             positional_only=positional_only,
             default=default,
             delay=delay,
+            _locate=_locator(name, position, default),
+            _put=_putter(name, position, leading_defaults, positional_only),
         )
 
     @classmethod
@@ -108,38 +127,94 @@ class FallbackPolicy(Frozen):
             delay=validate.number("fallback_delay", delay),
         )
 
-    def candidates(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequence[Any] | None:
-        """The candidates of this call, or ``None`` when the value is not a list or tuple.
+    @property
+    def candidates(self) -> Locate:
+        """``candidates(args, kwargs)``: the call's candidates, or ``None`` when the value is
+        not a list or tuple (a string, ``None``, a scalar: nothing to fall back to, passed
+        through unchanged); an empty list raises ConfigurationError.
 
-        A value that is not a list or tuple (a string, ``None``, a scalar) is
-        passed through unchanged: there is nothing to fall back to.
+        A function built for where the parameter sits (see :func:`_locator`): the hot
+        paths bind it once, at decoration time.
         """
-        if self.position is not None and len(args) > self.position:
-            value = args[self.position]
-        elif self.name in kwargs:
-            value = kwargs[self.name]
+        return self._locate
+
+    @property
+    def substitute(self) -> Put:
+        """``substitute(args, kwargs, candidate)``: the call's arguments with the fallback
+        parameter set to ``[candidate]`` (built like :attr:`candidates`, see :func:`_putter`)."""
+        return self._put
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields: the bound functions are made again, not pickled.
+        return (_rebuild, (self.as_dict(),))
+
+
+def _rebuild(fields: dict[str, Any]) -> FallbackPolicy:
+    return FallbackPolicy(**fields)
+
+
+def _unlisted(name: str, value: Any) -> Sequence[Any] | None:
+    # The rare values: not a list or tuple (None: passed through), or an empty one.
+    if not isinstance(value, (list, tuple)):
+        return None
+    msg = f"arg_fallback parameter {name!r} got an empty list: give at least one candidate"
+    raise ConfigurationError(msg)
+
+
+#: The position of a keyword-only parameter: no call has that many arguments.
+_NOWHERE = sys.maxsize
+
+
+# The two functions below are the hand-optimised hot path of every arg_fallback call (the
+# first attempt and the key pool's pick both call them), so each is built for where the
+# parameter sits and keeps its settings in closure cells: measured on the bench's call
+# (f(1), the list left to its default), candidates() + substitute() cost 0.47 us as
+# methods reading the policy's attributes and 0.21 us as these closures.
+def _locator(name: str, position: int | None, default: Any) -> Locate:
+    # The default's type is fixed at decoration time; its emptiness is read per call (a
+    # module-level list may be emptied later).  ``value.__class__ is list`` first: the
+    # common case in one identity check (isinstance costs 3x as much).
+    listed_default = isinstance(default, (list, tuple))
+    cut = _NOWHERE if position is None else position
+
+    def candidates(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequence[Any] | None:
+        if len(args) > cut:
+            value = args[cut]
+        elif kwargs and name in kwargs:
+            value = kwargs[name]
+        elif listed_default and default:
+            return default  # type: ignore[no-any-return]
         else:
-            value = self.default
-        if not isinstance(value, (list, tuple)):
-            return None
-        if not value:
-            msg = (
-                f"arg_fallback parameter {self.name!r} got an empty list: "
-                "give at least one candidate"
-            )
-            raise ConfigurationError(msg)
-        return value
+            value = default
+        if (value.__class__ is list or isinstance(value, (list, tuple))) and value:
+            return value
+        return _unlisted(name, value)
+
+    return candidates
+
+
+def _putter(
+    name: str, position: int | None, leading: tuple[Any, ...], positional_only: bool
+) -> Put:
+    # A given positional value is replaced through a list (list, store, tuple: half the
+    # cost of slicing and concatenating); a keyword builds one dict, without the
+    # ``{**kwargs}`` merge when the call has no keywords (0.09 us against 0.2 us).
+    cut = _NOWHERE if position is None else position
+    padded = positional_only and position is not None
 
     def substitute(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], candidate: Any
+        args: tuple[Any, ...], kwargs: dict[str, Any], candidate: Any
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The call's arguments with the fallback parameter set to ``[candidate]``."""
-        wrapped = [candidate]
-        position = self.position
-        if position is not None and len(args) > position:
-            return (*args[:position], wrapped, *args[position + 1 :]), kwargs
-        if self.positional_only and position is not None:
-            # Not given and cannot go by keyword: pad with the defaults before it.
-            padded = args + self.leading_defaults[len(args) :]
-            return (*padded, wrapped), kwargs
-        return args, {**kwargs, self.name: wrapped}
+        if len(args) > cut:
+            given = list(args)
+            given[cut] = [candidate]
+            return tuple(given), kwargs
+        if len(args) == cut and not (kwargs and name in kwargs):
+            # Left to its default, right after the given ones: it goes by position, the
+            # same to the function, and the call needs no keywords (0.2 us less a call).
+            return (*args, [candidate]), kwargs
+        if padded:  # not given and cannot go by keyword: pad with the defaults before it
+            return (*args, *leading[len(args) :], [candidate]), kwargs
+        return args, ({**kwargs, name: [candidate]} if kwargs else {name: [candidate]})
+
+    return substitute
