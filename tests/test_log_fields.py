@@ -161,7 +161,30 @@ def test_a_key_pool_run_logs_complete_records(
         call(key=KEYS[:2])
 
     assert_complete_and_clean(records)
-    assert any("breaker" in r.getMessage() for r in records)
+    opened = [r for r in records if "breaker closed -> open" in r.getMessage()]
+    assert [r.opero_candidate for r in opened] == [0, 1]  # type: ignore[attr-defined]
+    rests = [r for r in records if "rests" in r.getMessage()]
+    assert rests
+    for rest in rests:
+        assert (rest.opero_delay, rest.opero_reason) == (5.0, "retry_after")  # type: ignore[attr-defined]
+    (refused,) = [r for r in records if "open or resting" in r.getMessage()]
+    assert refused.opero_function.endswith(".call")  # type: ignore[attr-defined]
+    assert all(r.opero_function.endswith(".call") for r in records)  # type: ignore[attr-defined]
+
+
+def test_the_circuit_breakers_changes_name_the_function(
+    records: list[logging.LogRecord], clock: FakeClock
+) -> None:
+    @opero(retries=0, circuit_breaker=Breaker(failure_threshold=1, cooldown=60))
+    def guarded() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(AllFailedError):
+        guarded()
+
+    assert_complete_and_clean(records)
+    (change,) = [r for r in records if "circuit breaker" in r.getMessage()]
+    assert change.opero_function.endswith(".guarded")  # type: ignore[attr-defined]
 
 
 def test_cache_hits_and_unrouted_errors_name_the_function(

@@ -90,7 +90,9 @@ def _circuit(config: Mapping[str, Any], name: str) -> BreakerState | None:
         return shared_circuit(config, name, breaker)
 
     def changed(old: str, new: str) -> None:
-        logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
+        logger.info(
+            "opero: %s circuit breaker %s -> %s", name, old, new, extra={"opero_function": name}
+        )
         if events.on:
             from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
 

@@ -171,7 +171,9 @@ def shared_circuit(config: Mapping[str, Any], name: str, breaker: Breaker) -> Br
     logger = logging.getLogger("opero")
 
     def changed(old: str, new: str) -> None:
-        logger.info("opero: %s circuit breaker %s -> %s", name, old, new)
+        logger.info(
+            "opero: %s circuit breaker %s -> %s", name, old, new, extra={"opero_function": name}
+        )
         if events.on:
             from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
 

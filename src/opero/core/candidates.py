@@ -143,7 +143,14 @@ class Pool:
         name = self.name
 
         def changed(old: State, new: State) -> None:
-            logger.info("opero: %s candidate %d breaker %s -> %s", name, index, old, new)
+            logger.info(
+                "opero: %s candidate %d breaker %s -> %s",
+                name,
+                index,
+                old,
+                new,
+                extra={"opero_function": name, "opero_candidate": index},
+            )
             if events.on:
                 from opero.core.watch import breaker_changed  # noqa: PLC0415 - listeners only
 

@@ -70,7 +70,9 @@ def choose(p: Pipeline, run: Run) -> Generator[Step, Any, BaseException | None]:
         message = f"every candidate of {p.name} is open or resting ({len(shut)} of {n})"
         if retry_in is not None:
             message += f"; the first takes calls again in {retry_in:.3f}s"
-        logger.warning("opero: %s", message)
+        logger.warning(
+            "opero: %s", message, extra={"opero_function": p.name, "opero_delay": retry_in}
+        )
         return CircuitOpenError(
             message,
             candidates=shut,
@@ -160,7 +162,18 @@ def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) 
     asked, _ = p.retry.server_wait(error)
     if asked is not None:
         candidate.rest(now, asked)
-        logger.info("opero: %s candidate %d rests %.3fs (Retry-After)", p.name, run.index, asked)
+        logger.info(
+            "opero: %s candidate %d rests %.3fs (Retry-After)",
+            p.name,
+            run.index,
+            asked,
+            extra={
+                "opero_function": p.name,
+                "opero_candidate": run.index,
+                "opero_delay": asked,
+                "opero_reason": "retry_after",
+            },
+        )
 
 
 def _retry_in(health: list[Candidate], n: int, now: float) -> float | None:
