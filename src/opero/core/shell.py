@@ -147,7 +147,7 @@ def _engine_sync(p: Pipeline) -> Callable[..., Any]:
         candidate, _, now, call_args, call_kwargs = picked
         next(entries)
         try:
-            result = func(*call_args, **call_kwargs)
+            result = func(*call_args, **call_kwargs) if call_kwargs else func(*call_args)
         except BaseException as exc:
             error = exc  # driven outside the handler: the engine's errors chain no context
         else:
@@ -174,7 +174,7 @@ def _engine_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         candidate, _, now, call_args, call_kwargs = picked
         next(entries)
         try:
-            result = await func(*call_args, **call_kwargs)
+            result = await (func(*call_args, **call_kwargs) if call_kwargs else func(*call_args))
         except BaseException as exc:
             error = exc
         else:
@@ -219,7 +219,7 @@ def _first_attempt(p: Pipeline) -> Callable[..., Any]:
         candidates = locate(args, kwargs)
         if candidates is not None:
             args, kwargs = put(args, kwargs, candidates[0])
-        return inner(*args, **kwargs)
+        return inner(*args, **kwargs) if kwargs else inner(*args)
 
     return first
 
