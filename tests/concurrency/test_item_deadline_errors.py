@@ -58,3 +58,39 @@ def test_an_async_failing_item_ends_at_its_deadline_with_its_errors(mode: str) -
     began = time.monotonic()
     results = asyncio.run(mapped([0, 1, 2]))
     _check(results, time.monotonic() - began)
+
+
+def slow_down(x: int) -> int:
+    if x == 1:
+        time.sleep(0.3)  # the second attempt runs across the deadline
+        raise ConnectionError("upstream down")
+    return x
+
+
+@pytest.mark.parametrize("mode", ["thread", "process", "async_process"])
+def test_an_attempt_across_the_deadline_still_ends_with_the_items_errors(mode: str) -> None:
+    """The item's engine cuts its attempt at the deadline; the map's own cut (which has no
+    errors to give) waits a grace for it instead of racing it to the same instant."""
+    settings = {**SETTINGS, "min_delay": 0.05}
+    if mode == "async_process":
+
+        async def run() -> list[object]:
+            mapped = opmap(mode=mode, timeout=0.5, progress=False, **settings)(aslow_down)
+            return await mapped([0, 1, 2])  # type: ignore[no-any-return]
+
+        results = asyncio.run(run())
+    else:
+        results = opmap(mode=mode, timeout=0.5, progress=False, **settings)(slow_down)([0, 1, 2])
+    assert results[0] == 0
+    assert results[2] == 2
+    late = results[1]
+    assert isinstance(late, DeadlineExceeded), late
+    assert late.errors, "the map's cut replaced the item's own DeadlineExceeded"
+    assert isinstance(late.errors[0], ConnectionError)
+
+
+async def aslow_down(x: int) -> int:
+    if x == 1:
+        await asyncio.sleep(0.3)
+        raise ConnectionError("upstream down")
+    return x

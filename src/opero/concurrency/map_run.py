@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from opero.concurrency.chunks import NOT_STARTED, Batch, Chunk, failed_batch, pool_failure
 from opero.core.correlation import correlation_id
+from opero.core.deadline import backstop_grace
 from opero.exceptions import CancelledItemError, ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ class MapRun:
         timeout = self.timeout
         if timeout is None or not self.in_flight:
             return
-        expired, again = self.submitter.expire(self.in_flight, timeout)
+        expired, again = self.submitter.expire(self.in_flight, timeout + backstop_grace(timeout))
         if not expired:
             return
         message = f"item did not finish within {timeout} s"

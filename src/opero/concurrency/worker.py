@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from opero.concurrency.items import run_async_chunk, run_sync_chunk
 from opero.concurrency.map_link import Link, attach
 from opero.core import correlation
+from opero.core.deadline import backstop_grace
 from opero.exceptions import ConcurrencyError, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def run_chunk_with_deadline(  # noqa: PLR0917 - a task's fields, in its order
 
     runner = threading.Thread(target=run, name="opero-deadline", daemon=True)
     runner.start()
-    runner.join(timeout)
+    runner.join(timeout + backstop_grace(timeout))  # the item's engine ends it first
     if problem:
         raise problem[0]
     if outcome:
