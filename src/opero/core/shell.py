@@ -14,11 +14,10 @@ time; the success path of a call is one ``try`` around the function.
 Pickling: a decorated function shipped by value (cloudpickle, distributed)
 carries its closures.  So they hold ``p`` (which pickles as "rebuild from the
 function and its settings", see ``Pipeline.__reduce__``), stateless values,
-and on the hot path parts of ``p`` that pickle as that same part of the
-rebuilt pipeline (counters, the cache and its ``get``; see
-``opero.core.owned``; the cache step pickles as a rebuild from ``p``).  The
-rest of the live state (limiter, flights) is read through ``p`` or the step, so
-an unpickled function gets one consistent fresh state.
+and on the hot path parts of ``p`` that pickle as that same part of the rebuilt
+pipeline (counters, the cache and its ``get``; see ``opero.core.owned``; the
+cache step pickles as a rebuild from ``p``).  The rest of the live state (limiter,
+flights) is read through ``p`` or the step: an unpickled function gets one consistent state.
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ def _engine_sync(p: Pipeline) -> Callable[..., Any]:
             return whole(*args, **kwargs)
         candidate, _, now, call_args, call_kwargs = picked
         next(entries)
-        try:
+        try:  # no empty keywords dict: 0.02 us less
             result = func(*call_args, **call_kwargs) if call_kwargs else func(*call_args)
         except BaseException as exc:
             error = exc  # driven outside the handler: the engine's errors chain no context
@@ -180,8 +179,7 @@ def _engine_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         else:
             done(candidate, now)  # the pick's time: no second clock read
             return result
-        run = resumed(p, args, kwargs, picked)  # that candidate's call in progress
-        return await adrive(recover(p, args, kwargs, error, run=run))
+        return await adrive(recover(p, args, kwargs, error, run=resumed(p, args, kwargs, picked)))
 
     return pooled
 
@@ -212,14 +210,13 @@ def _first_attempt(p: Pipeline) -> Callable[..., Any]:
     fallback = p.fallback
     if fallback is None:
         return call
-    # The policy's functions bound here: two attribute reads less a call (measured 0.04 us).
-    inner, locate, put = call, fallback.candidates, fallback.substitute
+    inner, locate, put = call, fallback.candidates, fallback.substitute  # bound: 0.04 us less
 
     def first(*args: Any, **kwargs: Any) -> Any:
         candidates = locate(args, kwargs)
         if candidates is not None:
             args, kwargs = put(args, kwargs, candidates[0])
-        return inner(*args, **kwargs) if kwargs else inner(*args)
+        return inner(*args, **kwargs) if kwargs else inner(*args)  # no empty dict: 0.02 us
 
     return first
 
