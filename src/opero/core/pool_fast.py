@@ -29,17 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["Picked", "done", "quick_pick", "resumed"]
 
 #: What the fast path picked: the candidate, the round-robin turn it took, the time it
-#: read, and the call's arguments with that candidate in place.
-Picked = tuple["Candidate", int, float, tuple[Any, ...], dict[str, Any]]
+#: read (None when the breakers have a time window, see `done`), and the call's
+#: arguments with that candidate in place.
+Picked = tuple["Candidate", int, "float | None", tuple[Any, ...], dict[str, Any]]
 
 
 def done(candidate: Candidate, now: float | None = None) -> None:
     """The call to ``candidate`` succeeded (the engine's `settle` and the shell's fast path).
 
-    The shell's fast path passes the time its pick read: a second clock read costs 0.06 us
-    a call, and a closed breaker's success needs the time only where a count window fills
-    up to ``minimum_calls`` and opens it (or to place it in a time window's slice), where
-    the call's start is as good a time as its end.
+    ``now`` (None: read the clock) is the time of the success.  The shell's fast path
+    passes the time its pick read when the breakers have no time window: a second clock
+    read costs 0.06 us a call, and a closed breaker with a count window (or none) needs
+    the time of a success only where it fills the window up to ``minimum_calls`` and the
+    ratio opens it, the cooldown then counted from the call's start.  With
+    ``window_seconds`` it passes None: the success is counted in the slice of its end.
     """
     candidate.ended()
     breaker = candidate.breaker
@@ -76,6 +79,7 @@ def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picke
     ):
         return None
     ordered, cursor, health_of, gate = pool.strategy == "ordered", pool.cursor, pool.health, p.gate
+    timeless = pool.breaker is None or pool.breaker.window_seconds is None  # see done()
     live = pool.candidates  # grown in place, never replaced
     # The policy's own functions, bound once (`FallbackPolicy.candidates`).
     locate, put = fallback.candidates, fallback.substitute
@@ -117,7 +121,7 @@ def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picke
         # A flat tuple, not ``(candidate, turn, *put(...))`` (a list built and converted),
         # unpacked once by the shell: 0.05 to 0.09 us less a call (timeit).
         call_args, call_kwargs = put(args, kwargs, candidates[index])
-        return candidate, turn, now, call_args, call_kwargs
+        return candidate, turn, now if timeless else None, call_args, call_kwargs
 
     return pick
 
