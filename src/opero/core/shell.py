@@ -150,7 +150,7 @@ def _engine_sync(p: Pipeline) -> Callable[..., Any]:
         except BaseException as exc:
             error = exc  # driven outside the handler: the engine's errors chain no context
         else:
-            done(candidate, now)  # the pick's time: no second clock read
+            done(candidate, now)  # the pick's time (None: done reads the clock)
             return result
         return drive(recover(p, args, kwargs, error, run=resumed(p, args, kwargs, picked)))
 
@@ -177,7 +177,7 @@ def _engine_async(p: Pipeline) -> Callable[..., Awaitable[Any]]:
         except BaseException as exc:
             error = exc
         else:
-            done(candidate, now)  # the pick's time: no second clock read
+            done(candidate, now)  # the pick's time (None: done reads the clock)
             return result
         return await adrive(recover(p, args, kwargs, error, run=resumed(p, args, kwargs, picked)))
 
