@@ -23,8 +23,10 @@ and gives it back when the connection closes (a dead worker keeps no probe permi
 A worker that cannot reach the parent (a Dask worker on another host) uses the pool
 and breaker it built from the same settings (one WARNING, from the `Channel`): never
 unlimited.  With ``breaker_backend="redis"`` the worker's own pool and breaker share
-their state through redis already: no stand-in.  In an async worker a round trip
-(some 100 us) holds the worker's loop: the engine asks from inside a step.
+their state through redis already: no stand-in.  The engine asks the stand-ins in
+`~opero.core.steps.Remote` steps; an async worker's are made on the stand-in's
+``lane`` (``core/lane.py``: one thread, in order, which the one connection of the
+`Channel` needs anyway), so the worker's loop runs on during a round trip.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from opero.core import clock
 from opero.core.breaker import CLOSED, HALF_OPEN, OPEN, State
+from opero.core.lane import Lane
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -121,6 +124,7 @@ class RemotePool:
         "candidates",
         "channel",
         "fallback",
+        "lane",
         "name",
         "rate",
         "strategy",
@@ -131,6 +135,8 @@ class RemotePool:
         #: The pool of the same settings this worker uses while the parent cannot be reached.
         self.fallback = fallback
         self.channel = channel
+        #: Where an async worker's round trips are made (``core/lane.py``).
+        self.lane = Lane("parent")
         self.rate, self.burst = rate, burst
         #: The last request found no parent: every candidate is the fallback's.
         self.alone = False
@@ -181,13 +187,15 @@ class RemotePool:
 class RemoteCircuit:
     """A worker's stand-in for the map's ``circuit_breaker=``: the parent's breaker answers."""
 
-    __slots__ = ("_reopens", "_state", "alone", "channel", "config", "fallback")
+    __slots__ = ("_reopens", "_state", "alone", "channel", "config", "fallback", "lane")
 
     def __init__(self, fallback: BreakerState, channel: Channel) -> None:
         self.config = fallback.config
         #: The breaker of the same settings this worker uses while the parent cannot be reached.
         self.fallback = fallback
         self.channel = channel
+        #: Where an async worker's round trips are made (``core/lane.py``).
+        self.lane = Lane("parent")
         self.alone = False
         self._state: State = CLOSED
         self._reopens: float | None = None

@@ -46,6 +46,7 @@ class RemoteCandidate:
         "config",
         "in_flight",
         "index",
+        "lane",
         "pool",
         "rest_until",
         "ticket",
@@ -53,6 +54,7 @@ class RemoteCandidate:
 
     def __init__(self, pool: RemotePool, index: int) -> None:
         self.pool, self.index = pool, index
+        self.lane = pool.lane  # the engine asks it in the pool's `Remote` steps
         #: The breaker settings (``should_trip`` is asked here, where the error is).
         self.config: Breaker | None = pool.breaker
         self.breaker = self if pool.breaker is not None else None

@@ -86,7 +86,9 @@ def _connection(config: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     settings = dict(raw)
     check_clients(settings, what)
     client = settings.pop("client", None)
-    settings.pop("async_client", None)  # the breakers ask redis from the engine, synchronously
+    # The breakers ask redis with the sync client: an async caller's round trips are made
+    # on the link's lane (opero.core.lane says why), not with an asyncio client.
+    settings.pop("async_client", None)
     return redis_settings(settings, what), client
 
 

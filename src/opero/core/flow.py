@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from opero.core import events
 from opero.core.attempts import RATE_LIMIT, noted, pool_wait
 from opero.core.drivers import adrive, drive
-from opero.core.pool_flow import choose, guarded, settle
+from opero.core.pool_flow import abandon, choose, guarded, settle
 from opero.core.run import Run
 from opero.core.steps import (
     Call,
@@ -81,8 +81,8 @@ def recover(
     while True:
         pooled = run.picked is not None
         if run.cut_by_deadline(error):
-            if pooled:
-                settle(p, run, error, routed=False)
+            if pooled and (told := settle(p, run, error, routed=False)) is not None:
+                yield told  # a pool kept elsewhere is told in a step (pool_flow)
             run.ended(error)
             yield from _fail(p, run.expired(), error)
             return
@@ -91,8 +91,9 @@ def recover(
             if never_retried(error) or is_call_error(error)
             else p.routing.route(error)
         )
-        if pooled:  # the candidate learns how its call went (and rests on a Retry-After)
-            settle(p, run, error, routed=to_fallback or to_retry)
+        # the candidate learns how its call went (and rests on a Retry-After)
+        if pooled and (told := settle(p, run, error, routed=to_fallback or to_retry)):
+            yield told
         if not (to_fallback or to_retry):
             yield from _propagate(p, error)
             return
@@ -160,8 +161,8 @@ def _attempt(p: Pipeline, run: Run, step: Call) -> Any:  # a sub-flow: the error
     if ok:
         rejected = yield from _rejected(p, run, outcome)
         if rejected is None:
-            if run.picked is not None:
-                settle(p, run, None, routed=True)
+            if run.picked is not None and (told := settle(p, run, None, routed=True)):
+                yield told
             yield from _succeed(p, outcome)
             return None
         return rejected
@@ -198,16 +199,18 @@ def _start(
             rate_wait = yield Reserve(p, run.args, run.kwargs)
             if rate_wait > 0:
                 if not run.fits(rate_wait):
-                    settle(p, run, None, routed=False)
+                    if (told := settle(p, run, None, routed=False)) is not None:
+                        yield told
                     return None
                 run.waiting(rate_wait, RATE_LIMIT)
                 yield Wait(rate_wait, p.counters)
     except BaseException:
-        settle(p, run, None, routed=False)
+        abandon(p, run)
         raise
     step = run.call(args, kwargs)
     if step is None:
-        settle(p, run, None, routed=False)
+        if (told := settle(p, run, None, routed=False)) is not None:
+            yield told
     elif not first:
         run.count_start()
     return step

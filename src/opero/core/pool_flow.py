@@ -12,31 +12,38 @@ a server's ``Retry-After`` rests that candidate only, CONTRACT 34), or no outcom
 count (an unrouted error, a cancellation, Ctrl-C), which gives its permit back.
 
 Like the rest of the engine it does no I/O: it yields a `Wait` where a driver must
-wait, and reads the time through :mod:`opero.core.clock`.
+wait, and reads the time through :mod:`opero.core.clock`.  A pool kept elsewhere
+(``Pool.local`` False: redis, a map's parent) is asked in `Remote` steps instead of
+in place: the pick (:func:`_pick`), each outcome (:func:`settle` returns the step, the
+engine yields it) and ``circuit_breaker=``'s acquire and record, each the same rule a
+pool in this process runs directly; the async driver makes those round trips on the
+pool's lane (:mod:`opero.core.lane`), so the loop runs on.  Pools in this process yield
+no such step.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opero.core import clock
 from opero.core.breaker import OPEN
+from opero.core.circuit_flow import guarded
 from opero.core.pool_fast import done
-from opero.core.steps import End, Wait
-from opero.exceptions import AllFailedError, CircuitOpenError
+from opero.core.steps import Remote, Wait
+from opero.exceptions import CircuitOpenError
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from opero.core.breaker_state import BreakerState
     from opero.core.candidates import Candidate, Pool
+    from opero.core.lane import Lane
     from opero.core.pipeline import Pipeline
     from opero.core.run import Run
-    from opero.core.steps import Flow, Step
+    from opero.core.steps import Step
 
-__all__ = ["choose", "guarded", "has_next", "settle"]
+__all__ = ["abandon", "choose", "guarded", "has_next", "settle"]
 
 logger = logging.getLogger("opero")
 
@@ -51,13 +58,21 @@ def choose(p: Pipeline, run: Run) -> Generator[Step, Any, BaseException | None]:
     """
     pool: Pool = p.pool  # type: ignore[assignment]
     n = len(run.candidates or ())
+    lane = None if pool.local else getattr(pool, "lane", None) or _lane(pool.health(n)[0])
     while True:
-        now = clock.now()
-        if run.order is None:
-            run.order, run.pos = pool.order(n, now), 0
+        if lane is None:
+            now = clock.now()
+            delay = _pick(run, pool, n, now)
+        else:
+            try:
+                delay = yield Remote(lane, _pick, run, pool, n, None)
+            except BaseException:  # the pick may go on on the lane: what it took goes back after
+                lane.later(_give_back, (p, run))
+                raise
+            now = clock.now()
+        if delay is not None:
+            return None if delay <= 0 else (yield from _budget(p, run, delay))
         health = pool.candidates
-        if _take(run, health, now):
-            return (yield from _budget(p, run, now))
         retry_in = _retry_in(health, n, now)
         if run.deadline is not None and retry_in is not None and run.fits(retry_in):
             yield Wait(retry_in, p.counters)
@@ -70,15 +85,41 @@ def choose(p: Pipeline, run: Run) -> Generator[Step, Any, BaseException | None]:
         message = f"every candidate of {p.name} is open or resting ({len(shut)} of {n})"
         if retry_in is not None:
             message += f"; the first takes calls again in {retry_in:.3f}s"
-        logger.warning(
-            "opero: %s", message, extra={"opero_function": p.name, "opero_delay": retry_in}
-        )
+        logger.warning("opero: %s", message)
         return CircuitOpenError(
             message,
             candidates=shut,
             retry_in=retry_in,
             reopens_at=None if retry_in is None else clock.wall() + retry_in,
         )
+
+
+def _lane(part: Any) -> Lane:
+    """The lane of a pool, candidate or breaker kept elsewhere (each stand-in has one)."""
+    return cast("Lane", part.lane)
+
+
+def _pick(run: Run, pool: Pool, n: int, now: float | None) -> float | None:
+    """The attempt's order (made once per attempt), its candidate taken (`_take`) and that
+    one's budget slot booked: the seconds to wait for the slot, None when none took it.
+
+    ``now`` None: read here (on a lane, when the round trips are made).
+    """
+    if now is None:
+        now = clock.now()
+    if run.order is None:
+        run.order, run.pos = pool.order(n, now), 0
+    if not _take(run, pool.candidates, now):
+        return None
+    budget = run.picked.budget  # type: ignore[union-attr]  # (no cast: a call, every pick)
+    return 0.0 if budget is None else budget.reserve(now)
+
+
+def _give_back(p: Pipeline, run: Run) -> None:
+    """A pick its caller stopped waiting for: what it took goes back (on the lane, after it)."""
+    step = settle(p, run, None, routed=False)
+    if step is not None:
+        step.do()
 
 
 def _take(run: Run, health: list[Candidate], now: float) -> bool:
@@ -106,21 +147,17 @@ def _take(run: Run, health: list[Candidate], now: float) -> bool:
     return False
 
 
-def _budget(p: Pipeline, run: Run, now: float) -> Generator[Step, Any, BaseException | None]:
-    """Take the picked candidate's rate slot (``candidate_rate_limit``), waiting for it."""
-    budget = run.picked.budget if run.picked is not None else None
-    if budget is None:
-        return None
-    delay = budget.reserve(now)
-    if delay <= 0:
-        return None
+def _budget(p: Pipeline, run: Run, delay: float) -> Generator[Step, Any, BaseException | None]:
+    """Wait ``delay`` for the picked candidate's rate slot (``candidate_rate_limit``)."""
     if not run.fits(delay):
-        settle(p, run, None, routed=False)
+        told = settle(p, run, None, routed=False)
+        if told is not None:
+            yield told
         return run.expired()
     try:
         yield Wait(delay, p.counters)
     except BaseException:
-        settle(p, run, None, routed=False)
+        abandon(p, run)
         raise
     return None
 
@@ -137,13 +174,38 @@ def has_next(p: Pipeline, run: Run) -> bool:
     )
 
 
-def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) -> None:
+def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) -> Remote | None:
     """The picked candidate's call ended: with success (``error`` None), a routed error, or
-    no outcome to count (``routed`` False: an unrouted error, a cancellation, Ctrl-C)."""
+    no outcome to count (``routed`` False: an unrouted error, a cancellation, Ctrl-C).
+
+    Told at once (None) in this process; for a pool kept elsewhere, the `Remote` step
+    that tells it, for the engine to yield (or `abandon` on its way out).
+    """
     candidate = run.picked
     if candidate is None:
-        return
+        return None
     run.picked = None
+    if p.pool.local:  # type: ignore[union-attr]  # (picked: a pool)
+        if error is None:
+            done(candidate)
+        else:
+            _settled(p, candidate, run.index, error, routed)
+        return None
+    return Remote(_lane(candidate), _settled, p, candidate, run.index, error, routed)
+
+
+def abandon(p: Pipeline, run: Run) -> None:
+    """`settle` with no outcome on the way out of a call (a cancel, Ctrl-C, an error): a pool
+    kept elsewhere is told without waiting for it (see `Remote.later`)."""
+    step = settle(p, run, None, routed=False)
+    if step is not None:
+        step.later()
+
+
+def _settled(
+    p: Pipeline, candidate: Candidate, index: int, error: BaseException | None, routed: bool
+) -> None:
+    """What `settle` tells ``candidate`` (number ``index``)."""
     if error is None:
         done(candidate)
         return
@@ -162,18 +224,7 @@ def settle(p: Pipeline, run: Run, error: BaseException | None, *, routed: bool) 
     asked, _ = p.retry.server_wait(error)
     if asked is not None:
         candidate.rest(now, asked)
-        logger.info(
-            "opero: %s candidate %d rests %.3fs (Retry-After)",
-            p.name,
-            run.index,
-            asked,
-            extra={
-                "opero_function": p.name,
-                "opero_candidate": run.index,
-                "opero_delay": asked,
-                "opero_reason": "retry_after",
-            },
-        )
+        logger.info("opero: %s candidate %d rests %.3fs (Retry-After)", p.name, index, asked)
 
 
 def _retry_in(health: list[Candidate], n: int, now: float) -> float | None:
@@ -186,46 +237,3 @@ def _retry_in(health: list[Candidate], n: int, now: float) -> float | None:
         if at is not None:
             soonest = min(soonest, at)
     return None if soonest == math.inf else max(0.0, soonest - now)
-
-
-def guarded(p: Pipeline, flow: Flow) -> Flow:
-    """``flow`` (a whole call) behind the function's own breaker (``circuit_breaker=``).
-
-    Inside the rate limit and around the retries: an open breaker ends the call at
-    once with `CircuitOpenError`, before any rate slot or attempt.  The whole call is
-    one outcome: a success, one failure when every attempt failed (``AllFailedError``,
-    ``DeadlineExceeded``), and none to count (the permit given back) for an error
-    that propagates unwrapped, a cancellation or Ctrl-C.
-    """
-    breaker: BreakerState = p.circuit  # type: ignore[assignment]
-    now = clock.now()
-    if not breaker.acquire(now):
-        next(p.counters.unserved)
-        next(p.counters.failures)
-        retry_in = None if (at := breaker.reopens_at(now)) is None else at - now
-        message = f"the circuit breaker of {p.name} is open"
-        if retry_in is not None:
-            message += f"; it lets a call through again in {retry_in:.3f}s"
-        reopens_at = None if retry_in is None else clock.wall() + retry_in
-        yield End(error=CircuitOpenError(message, retry_in=retry_in, reopens_at=reopens_at))
-        return
-    try:
-        step = next(flow)
-        while type(step) is not End:
-            try:
-                sent = yield step
-            except BaseException as exc:  # a wait cut short: the engine sees it, then re-raises
-                step = flow.throw(exc)
-            else:
-                step = flow.send(sent)
-    except BaseException:
-        breaker.release(clock.now())
-        raise
-    error = step.error
-    if error is None:
-        breaker.record(clock.now(), failed=False)
-    elif isinstance(error, AllFailedError):
-        breaker.record(clock.now(), failed=True)
-    else:
-        breaker.release(clock.now())
-    yield step

@@ -2,7 +2,8 @@
 
 Each step is one thing only a driver can do, because it calls, sleeps or
 awaits: `Call` the function, `Wait`, `Reserve` a rate slot, `Pause` the
-rate-limit scope, `Check` a result, `Fire` a callback.  `End` carries the
+rate-limit scope, `Check` a result, `Fire` a callback, ask a key pool kept elsewhere
+(`Remote`).  `End` carries the
 outcome.  The engine yields them and is sent back what each produced.
 
 Each step does itself: ``do()`` in the calling thread, ``ado()`` in the calling
@@ -21,6 +22,7 @@ from opero.core import clock
 
 if TYPE_CHECKING:
     from opero.core.callbacks import Callback
+    from opero.core.lane import Lane
     from opero.core.pipeline import Pipeline
     from opero.core.stats import Counters
 
@@ -31,6 +33,7 @@ __all__ = [
     "Fire",
     "Flow",
     "Pause",
+    "Remote",
     "Reserve",
     "Wait",
     "is_call_error",
@@ -173,6 +176,33 @@ class Pause:
 
 
 @final
+class Remote:
+    """Ask a key pool kept elsewhere (redis, a map's parent): ``fn(*args)``; send back its result.
+
+    ``fn`` is the engine's own rule (take a candidate, settle an outcome, a circuit's
+    acquire or record: :mod:`opero.core.pool_flow`), the same for both drivers; only
+    where its round trips are made differs.  Pools in this process never yield one.
+    """
+
+    __slots__ = ("args", "fn", "lane")
+
+    def __init__(self, lane: Lane, fn: Callable[..., Any], *args: Any) -> None:
+        self.lane, self.fn, self.args = lane, fn, args
+
+    def do(self) -> Any:
+        """Make the round trips in this thread."""
+        return self.fn(*self.args)
+
+    async def ado(self) -> Any:
+        """Make them on the pool's lane (:mod:`opero.core.lane`): the loop runs on."""
+        return await self.lane.run(self.fn, self.args)
+
+    def later(self) -> None:
+        """Make them without waiting (on a cancel, Ctrl-C): queued on the lane from a loop."""
+        self.lane.later(self.fn, self.args)
+
+
+@final
 class Check:
     """Ask ``retry_if_result`` about ``value`` (awaited if it is async); send back its verdict."""
 
@@ -232,7 +262,7 @@ class End:
         return self.value
 
 
-Step = Call | Wait | Reserve | Pause | Check | Fire | End
+Step = Call | Wait | Reserve | Pause | Check | Fire | Remote | End
 #: A call's engine: yields steps, is sent what each produced (None for `Wait`, `Pause`, `Fire`).
 Flow = Generator[Step, Any, None]
 

@@ -13,6 +13,9 @@ then hands it out without asking again), ``record`` is one.  Each answer refresh
 local mirror of the state, the reopen time, the rest and the next budget slot, which
 ``state``, ``resting``, ``next_slot`` and the candidate order read without a round
 trip; a stale mirror is never trusted to let a call through, only ``acquire`` is.
+The engine makes every call that asks redis in a `~opero.core.steps.Remote` step (the
+candidate's ``lane``), so an async caller's loop runs on while redis answers (or, frozen,
+does not).
 
 Outages follow the shared limiter's rules (:mod:`~opero.core.backends.redis_limiter`):
 while redis cannot be reached each candidate goes on with a local
@@ -74,6 +77,7 @@ class RedisCandidate:
         "config",
         "in_flight",
         "index",
+        "lane",
         "rest_until",
     )
 
@@ -100,6 +104,8 @@ class RedisCandidate:
         self._tolerance = 0.0 if rate is None else (burst - 1) / rate
         self._own_until = -math.inf  # the end of the starts handed out during an outage
         self._link = link
+        #: The link's lane: the engine asks it in `Remote` steps (not in this process).
+        self.lane = link.lane
         self._keys = [key, key + ":budget"]
         self._args = script_args(breaker, rate, burst)
         self._on_change = on_change

@@ -47,6 +47,7 @@ from opero.core.backends.base import CoolDown
 from opero.core.backends.redis_client import close_client
 from opero.core.breaker import DEFAULT_WINDOW_CALLS, Breaker
 from opero.core.breaker_window import SLICES
+from opero.core.lane import Lane
 
 __all__ = ["BREAKER", "Link", "script_args"]
 
@@ -194,7 +195,7 @@ class Link:
             processes whose clocks differ would then disagree.
     """
 
-    __slots__ = ("_client", "_cool", "_script", "down", "explicit_time", "name")
+    __slots__ = ("_client", "_cool", "_script", "down", "explicit_time", "lane", "name")
 
     def __init__(
         self,
@@ -212,6 +213,8 @@ class Link:
         self._cool = CoolDown(retry_after, max_retry_after, lease=math.inf)
         self._client = client_factory()
         self._script = self._client.register_script(BREAKER)
+        #: Where an async caller's round trips are made (``opero.core.lane``: why a thread).
+        self.lane = Lane("redis")
 
     def ask(self, keys: list[str], args: list[str]) -> list[str] | None:
         """Run the script; None while redis rests after a failure or cannot be reached."""
