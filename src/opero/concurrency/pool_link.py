@@ -31,17 +31,16 @@ their state through redis already: no stand-in.  The engine asks the stand-ins i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, final
 
+from opero.concurrency.remote_candidate import STATES, RemoteCandidate, Row, seen
 from opero.core import clock
-from opero.core.breaker import CLOSED, HALF_OPEN, OPEN, State
+from opero.core.breaker import CLOSED, State
 from opero.core.lane import Lane
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from opero.concurrency.remote_candidate import RemoteCandidate
-    from opero.concurrency.scope_link import Channel
     from opero.core.breaker_state import BreakerState
     from opero.core.candidates import Pool
     from opero.core.pipeline import Pipeline
@@ -55,11 +54,6 @@ __all__ = [
     "remote_pool",
     "seen",
 ]
-
-#: A breaker as the parent saw it: ``(state, seconds until it reopens or None)``, and for a
-#: candidate also ``(seconds of rest left, seconds until its next budget slot)``.
-Row = tuple[Any, ...]
-STATES: Final[dict[str, State]] = {CLOSED: CLOSED, OPEN: OPEN, HALF_OPEN: HALF_OPEN}
 
 
 def held_by_parent(p: Pipeline) -> bool:
@@ -88,22 +82,23 @@ def remote_circuit(p: Pipeline, config: Mapping[str, Any], channel: Channel) -> 
     return cast("BreakerState", RemoteCircuit(p.circuit, channel))
 
 
-def channel_of(p: Pipeline) -> Channel | None:
-    """The `Channel` the stand-ins of a worker's pipeline ``p`` share, or None."""
-    from opero.concurrency.scope_link import Channel  # noqa: PLC0415
+class Channel(Protocol):
+    """What the stand-ins use of their connection to the parent, ``scope_link.Channel``
+    (known by its surface, so that ``scope_link.py`` imports this module, never back)."""
 
+    address: Any
+
+    def ask(self, request: tuple[Any, ...]) -> Any: ...
+
+
+def channel_of(p: Pipeline) -> Channel | None:
+    """The `Channel` the stand-ins of a worker's pipeline ``p`` share, or None (only the
+    stand-ins, ``scope_link.RemoteLimit`` and those here, have a ``channel``)."""
     for part in (p.limiter, p.pool, p.circuit):
         channel = getattr(part, "channel", None)
-        if type(channel) is Channel:
-            return channel
+        if channel is not None:
+            return cast("Channel", channel)
     return None
-
-
-def seen(state: State, reopens: float | None, now: float) -> tuple[State, float | None]:
-    """A mirrored breaker at ``now``: its state (open past its cooldown: half-open), reopen."""
-    if state is OPEN and reopens is not None:
-        return (HALF_OPEN, None) if now >= reopens else (OPEN, reopens)
-    return state, None
 
 
 @final
@@ -145,8 +140,6 @@ class RemotePool:
 
     def health(self, n: int) -> list[RemoteCandidate]:
         """The candidates, holding at least ``n``."""
-        from opero.concurrency.remote_candidate import RemoteCandidate  # noqa: PLC0415
-
         candidates = self.candidates
         while len(candidates) < n:
             candidates.append(RemoteCandidate(self, len(candidates)))

@@ -17,7 +17,7 @@ from opero.core import clock
 from opero.core.pool_flow import _take  # the parent picks as an in-process call does
 
 if TYPE_CHECKING:
-    from opero.concurrency.pool_link import Row
+    from opero.concurrency.remote_candidate import Row
     from opero.core.breaker_state import BreakerState
     from opero.core.candidates import Candidate, Pool
     from opero.core.pipeline import Pipeline

@@ -5,27 +5,55 @@ as ``core/backends/redis_breaker.py``'s candidates are: every operation that cha
 the candidate's health is the parent's, and what the engine reads between two
 answers (state, reopen time, rest, next slot) is the last answer's mirror.  While the
 parent cannot be reached, the same-index candidate of the worker's own pool answers.
+The mirror's shapes (`Row`, `seen`) are here, and the pool is known by what the
+candidate uses of it (`Asker`), so ``pool_link.py`` imports this module, never back.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Any, cast, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, final
 
-from opero.concurrency.pool_link import STATES, seen
 from opero.core import clock
-from opero.core.breaker import CLOSED, State
+from opero.core.breaker import CLOSED, HALF_OPEN, OPEN, State
 from opero.core.rate_limit import pausing
 from opero.core.stats import CandidateStatistics, count_value
 
 if TYPE_CHECKING:
-    from opero.concurrency.pool_link import RemotePool, Row
     from opero.core.breaker import Breaker
     from opero.core.breaker_state import BreakerState
-    from opero.core.candidates import Candidate
+    from opero.core.candidates import Candidate, Pool
+    from opero.core.lane import Lane
 
-__all__ = ["RemoteCandidate"]
+__all__ = ["STATES", "Asker", "RemoteCandidate", "Row", "seen"]
+
+#: A breaker as the parent saw it: ``(state, seconds until it reopens or None)``, and for a
+#: candidate also ``(seconds of rest left, seconds until its next budget slot)``.
+Row = tuple[Any, ...]
+STATES: Final[dict[str, State]] = {CLOSED: CLOSED, OPEN: OPEN, HALF_OPEN: HALF_OPEN}
+
+
+def seen(state: State, reopens: float | None, now: float) -> tuple[State, float | None]:
+    """A mirrored breaker at ``now``: its state (open past its cooldown: half-open), reopen."""
+    if state is OPEN and reopens is not None:
+        return (HALF_OPEN, None) if now >= reopens else (OPEN, reopens)
+    return state, None
+
+
+class Asker(Protocol):
+    """What a `RemoteCandidate` uses of its pool, ``pool_link.RemotePool``."""
+
+    breaker: Breaker | None
+    rate: float | None
+    burst: int
+    alone: bool
+    fallback: Pool
+    lane: Lane
+
+    def ask(self, op: str, index: int, arg: Any) -> Any: ...
+    def mirror(self, rows: list[Row], now: float, *, refused: bool = False) -> None: ...
+    def ended(self, index: int, *, tell: bool) -> None: ...
 
 
 @final
@@ -52,7 +80,7 @@ class RemoteCandidate:
         "ticket",
     )
 
-    def __init__(self, pool: RemotePool, index: int) -> None:
+    def __init__(self, pool: Asker, index: int) -> None:
         self.pool, self.index = pool, index
         self.lane = pool.lane  # the engine asks it in the pool's `Remote` steps
         #: The breaker settings (``should_trip`` is asked here, where the error is).
