@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,6 +165,43 @@ def test_a_frozen_redis_does_not_block_the_loop_for_the_circuit_breaker(
     assert ticks >= 5, ticks
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     assert fetch.statistics().breaker == "closed"
+
+
+def test_a_call_cancelled_while_redis_is_frozen_ends_at_once_and_keeps_nothing(
+    server: Server,
+) -> None:
+    @pooled(server, candidate_rate_limit=1000)
+    async def fetch(i: int, key: list[str] = ["only"]) -> int:  # noqa: B006
+        return i
+
+    async def main() -> tuple[bool, float, tuple[int, int]]:
+        assert await fetch(0) == 0
+        freeze(server)
+        try:
+            task = asyncio.create_task(fetch(1))
+            await asyncio.sleep(0.05)  # its pick waits on the frozen redis
+            task.cancel()
+            began = time.monotonic()
+            try:
+                await task
+            except asyncio.CancelledError:
+                cancelled = True
+            else:
+                cancelled = False
+            took = time.monotonic() - began
+        finally:
+            thaw(server)
+        for _ in range(100):  # the pick ends on its lane (it took the candidate), then
+            candidate = fetch.statistics().candidates[0]  # what it took goes back
+            if candidate.calls == 2 and candidate.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        return cancelled, took, (candidate.calls, candidate.in_flight)
+
+    cancelled, took, (calls, in_flight) = asyncio.run(main())
+    assert cancelled  # (a blocked loop delivered the cancel only after the call had ended)
+    assert took < TIMEOUT, took
+    assert (calls, in_flight) == (2, 0)
 
 
 def test_the_outage_rules_hold_for_async_calls(
