@@ -81,10 +81,14 @@ class Lane:
     def later(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """``fn(*args)`` without waiting for it: on the lane (after everything handed to it
         so far) when called from a loop, else now, in this thread."""
-        if not in_loop():
-            fn(*args)
-            return
-        self._submit(fn, args).add_done_callback(_logged)
+        if in_loop():
+            try:
+                self._submit(fn, args).add_done_callback(_logged)
+            except RuntimeError:  # the interpreter is shutting down: no new threads
+                pass
+            else:
+                return
+        fn(*args)
 
 
 def _logged(future: Future[Any]) -> None:
