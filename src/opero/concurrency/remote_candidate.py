@@ -11,14 +11,14 @@ candidate uses of it (`Asker`), so ``pool_link.py`` imports this module, never b
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast, final
 
 from opero.core import clock
 from opero.core.breaker import CLOSED, HALF_OPEN, OPEN, State
+from opero.core.candidate_counts import Counts, report
 from opero.core.rate_limit import pausing
-from opero.core.stats import CandidateStatistics, count_value
+from opero.core.stats import CandidateStatistics
 
 if TYPE_CHECKING:
     from opero.core.breaker import Breaker
@@ -57,23 +57,19 @@ class Asker(Protocol):
 
 
 @final
-class RemoteCandidate:
+class RemoteCandidate(Counts):
     """One candidate of a `RemotePool`; its own ``breaker`` and ``budget`` (the parent's)."""
 
     __slots__ = (
         "_booked",
-        "_calls",
-        "_failures",
         "_refused",
         "_reopens",
-        "_rests",
         "_slot",
         "_state",
         "breaker",
         "budget",
         "config",
         "in_flight",
-        "index",
         "lane",
         "pool",
         "rest_until",
@@ -81,7 +77,8 @@ class RemoteCandidate:
     )
 
     def __init__(self, pool: Asker, index: int) -> None:
-        self.pool, self.index = pool, index
+        super().__init__(index)
+        self.pool = pool
         self.lane = pool.lane  # the engine asks it in the pool's `Remote` steps
         #: The breaker settings (``should_trip`` is asked here, where the error is).
         self.config: Breaker | None = pool.breaker
@@ -96,11 +93,6 @@ class RemoteCandidate:
         self._state: State = CLOSED
         self._reopens: float | None = None
         self._slot = -math.inf
-        self._calls, self._failures, self._rests = (
-            itertools.count(),
-            itertools.count(),
-            itertools.count(),
-        )
 
     def _local(self) -> Candidate:
         return self.pool.fallback.health(self.index + 1)[self.index]
@@ -217,36 +209,9 @@ class RemoteCandidate:
         if self.breaker is None and not self._settle("failed", clock.now()):
             self._local().failed()
 
-    @property
-    def calls(self) -> int:
-        """Calls this worker made to it."""
-        return count_value(self._calls)
-
-    @property
-    def failures(self) -> int:
-        """Of those, the ones whose routed error counted as a failure."""
-        return count_value(self._failures)
-
-    @property
-    def rests(self) -> int:
-        """Rests this worker asked for it."""
-        return count_value(self._rests)
-
     def report(self, now: float) -> CandidateStatistics:
         """This worker's counts and the last view of its health (the parent's is the map's)."""
-        at = self.reopens_at(now) if self.breaker is not None else None
-        if self.resting(now):
-            at = max(at or now, self.rest_until)
         rate, used = self.pool.rate, None
         if rate is not None:
             used = min(1.0, max(0.0, self._slot - now) * rate / self.pool.burst)
-        return CandidateStatistics(
-            index=self.index,
-            state=self.state(now),
-            reopens_in=None if at is None else max(0.0, at - now),
-            calls=self.calls,
-            failures=self.failures,
-            rests=self.rests,
-            in_flight=self.in_flight,
-            budget_used=used,
-        )
+        return report(self, now, self.reopens_at(now) if self.breaker is not None else None, used)

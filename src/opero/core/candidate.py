@@ -18,6 +18,7 @@ from typing import final
 from opero.core import forksafe
 from opero.core.breaker import CLOSED, Breaker, State
 from opero.core.breaker_state import BreakerState, OnChange
+from opero.core.candidate_counts import Counts, report
 from opero.core.rate_limit import Limiter, pausing
 from opero.core.stats import CandidateStatistics, count_value
 
@@ -25,7 +26,7 @@ __all__ = ["Candidate", "Make"]
 
 
 @final
-class Candidate:
+class Candidate(Counts):
     """One candidate's live health: breaker, rest, budget, calls in flight, and its counts.
 
     ``calls``, ``failures`` and ``rests`` are what `statistics()` shows for it (by
@@ -41,19 +42,7 @@ class Candidate:
         (4.0, 1)
     """
 
-    __slots__ = (
-        "_calls",
-        "_ended",
-        "_failures",
-        "_lock",
-        "_rests",
-        "breaker",
-        "budget",
-        "ended",
-        "index",
-        "rest_until",
-        "started",
-    )
+    __slots__ = ("_ended", "_lock", "breaker", "budget", "ended", "rest_until", "started")
 
     def __init__(
         self,
@@ -63,43 +52,24 @@ class Candidate:
         on_change: OnChange | None = None,
         index: int = 0,
     ) -> None:
-        #: Its position in the candidate list: the only name logs and statistics use.
-        self.index = index
+        super().__init__(index)
         #: The breaker's state, or None when the pool has no breakers.
         self.breaker = None if breaker is None else BreakerState(breaker, on_change)
         #: The candidate's own limiter (``candidate_rate_limit=``), or None.
         self.budget = None if rate is None else Limiter(rate, burst)
         #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
         self.rest_until = -math.inf
-        self._calls = itertools.count()
         self._ended = itertools.count()
         #: ``started()``: a call to it starts (counted in ``calls``); ``ended()``: one
         #: ended.  Each is a count's ``__next__``: one C call, no lock, no frame.
         self.started: Callable[[], int] = self._calls.__next__
         self.ended: Callable[[], int] = self._ended.__next__
-        self._failures = itertools.count()
-        self._rests = itertools.count()
         self._lock = forksafe.lock()
-
-    @property
-    def calls(self) -> int:
-        """Calls of the function that went to this candidate."""
-        return count_value(self._calls)
 
     @property
     def in_flight(self) -> int:
         """Calls started on it and not yet ended (``least_loaded`` reads it)."""
         return max(0, count_value(self._calls) - count_value(self._ended))
-
-    @property
-    def failures(self) -> int:
-        """Of those, the ones that ended with a routed error counted as a failure."""
-        return count_value(self._failures)
-
-    @property
-    def rests(self) -> int:
-        """Times a server's 429 or Retry-After rested it."""
-        return count_value(self._rests)
 
     def state(self, now: float) -> State:
         """Its breaker's state at ``now``; closed when it has no breaker."""
@@ -125,25 +95,11 @@ class Candidate:
         budget = self.budget
         return budget is None or budget.take(now)
 
-    def failed(self) -> None:
-        """Its call ended with a routed error that counts as a failure."""
-        next(self._failures)
-
     def report(self, now: float) -> CandidateStatistics:
         """Its statistics at ``now``: counts, state, time to reopen, budget used."""
-        at = None if self.breaker is None else self.breaker.reopens_at(now)
-        if self.resting(now):
-            at = max(at or now, self.rest_until)
-        return CandidateStatistics(
-            index=self.index,
-            state=self.state(now),
-            reopens_in=None if at is None else max(0.0, at - now),
-            calls=self.calls,
-            failures=self.failures,
-            rests=self.rests,
-            in_flight=self.in_flight,
-            budget_used=None if self.budget is None else _used(self.budget, now),
-        )
+        reopens = None if self.breaker is None else self.breaker.reopens_at(now)
+        used = None if self.budget is None else _used(self.budget, now)
+        return report(self, now, reopens, used)
 
 
 def _used(budget: Limiter, now: float) -> float:

@@ -28,7 +28,6 @@ INFO when redis answers again (asked once per cool-down).
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from typing import Final, final
@@ -37,8 +36,9 @@ from opero.core import clock, forksafe
 from opero.core.backends.redis_breaker_link import Link, script_args
 from opero.core.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, State
 from opero.core.breaker_state import BreakerState, OnChange
+from opero.core.candidate_counts import Counts, report
 from opero.core.rate_limit import Limiter, pausing
-from opero.core.stats import CandidateStatistics, count_value
+from opero.core.stats import CandidateStatistics
 
 __all__ = ["Link", "RedisCandidate"]
 
@@ -46,7 +46,7 @@ _STATES: Final[dict[str, State]] = {CLOSED: CLOSED, OPEN: OPEN, HALF_OPEN: HALF_
 
 
 @final
-class RedisCandidate:
+class RedisCandidate(Counts):
     """One candidate (or one function's circuit breaker) whose health lives in redis.
 
     It is its own ``breaker`` (when it has breaker settings) and ``budget`` (with a
@@ -57,8 +57,6 @@ class RedisCandidate:
         "_args",
         "_booked",
         "_burst_span",
-        "_calls",
-        "_failures",
         "_keys",
         "_link",
         "_local",
@@ -68,7 +66,6 @@ class RedisCandidate:
         "_own_budget",
         "_own_rest",
         "_own_until",
-        "_rests",
         "_state",
         "_tat",
         "_tolerance",
@@ -76,7 +73,6 @@ class RedisCandidate:
         "budget",
         "config",
         "in_flight",
-        "index",
         "lane",
         "rest_until",
     )
@@ -92,7 +88,7 @@ class RedisCandidate:
         on_change: OnChange | None = None,
         index: int = 0,
     ) -> None:
-        self.index = index
+        super().__init__(index)
         #: The breaker settings (None: no breaker, only rests and a budget).
         self.config = breaker
         self.breaker = self if breaker is not None else None
@@ -118,7 +114,6 @@ class RedisCandidate:
         self._own_rest = -math.inf
         self._booked = threading.local()  # the slot acquire booked, for this thread's reserve
         self.in_flight = 0
-        self._calls, self._failures, self._rests = (itertools.count() for _ in range(3))
         self._lock = forksafe.lock()
 
     # --- the breaker ---------------------------------------------------------------------
@@ -217,44 +212,13 @@ class RedisCandidate:
         with self._lock:
             self.in_flight = max(0, self.in_flight - 1)
 
-    def failed(self) -> None:
-        """Its call ended with a routed error that counts as a failure."""
-        next(self._failures)
-
-    @property
-    def calls(self) -> int:
-        """Calls of the function, in this process, that went to it."""
-        return count_value(self._calls)
-
-    @property
-    def failures(self) -> int:
-        """Of those, the ones whose routed error counted as a failure."""
-        return count_value(self._failures)
-
-    @property
-    def rests(self) -> int:
-        """Times a server's 429 or Retry-After rested it, seen by this process."""
-        return count_value(self._rests)
-
     def report(self, now: float) -> CandidateStatistics:
         """Its statistics at ``now``, from the last answer (no round trip)."""
-        at = self.reopens_at(now)
-        if self.resting(now):
-            at = max(at or now, self.rest_until)
         used = None
         if self.budget is not None:
             ahead = max(0.0, self._tat - now)
             used = min(1.0, ahead / self._burst_span) if self._burst_span else 0.0
-        return CandidateStatistics(
-            index=self.index,
-            state=self.state(now),
-            reopens_in=None if at is None else max(0.0, at - now),
-            calls=self.calls,
-            failures=self.failures,
-            rests=self.rests,
-            in_flight=self.in_flight,
-            budget_used=used,
-        )
+        return report(self, now, self.reopens_at(now), used)
 
     # --- talking to redis ----------------------------------------------------------------
 
