@@ -26,6 +26,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("filterwarnings", _TRACKER_REENTRANCY)
 
 
+@pytest.fixture(autouse=True)
+def _instrumentation_left_off() -> Iterator[None]:
+    """A test that leaves opero's instrumentation on moves every later test's calls to the
+    engine's path (first attempts timed, hooks called): fail that test, and switch it off."""
+    yield
+    from opero import instrumentation  # noqa: PLC0415
+
+    if instrumentation.is_enabled():
+        instrumentation.reset()
+        pytest.fail("the test left opero's instrumentation on (hooks or OpenTelemetry)")
+
+
 @pytest.fixture
 def clock() -> Iterator[FakeClock]:
     """Virtual time for the test: sleeps return at once and are recorded."""

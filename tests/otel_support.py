@@ -80,8 +80,6 @@ def telemetry_fixture() -> Iterator[Telemetry]:
     meter_provider = MeterProvider(metric_readers=[reader])
     oi.enable(tracer_provider=tracer_provider, meter_provider=meter_provider)
     yield Telemetry(exporter, reader, tracer_provider)
-    oi.disable()
-    oi._state["adapter"] = None
-    oi.enable()
+    oi.reset()
     meter_provider.shutdown()
     tracer_provider.shutdown()

@@ -216,3 +216,21 @@ def _halve(x: int) -> int:
     if x >= 2:
         raise ValueError("too big")
     return x // 1
+
+
+def test_reset_forgets_the_providers_given_to_enable(telemetry: Telemetry) -> None:
+    import opero.instrumentation as oi  # noqa: PLC0415
+
+    @opero()
+    def one() -> int:
+        return 1
+
+    one()
+    oi.disable()
+    oi.enable()  # resumes the test's providers
+    one()
+    assert len(telemetry.exporter.get_finished_spans()) == 2
+    oi.reset()
+    assert not oi.is_enabled()
+    one()
+    assert len(telemetry.exporter.get_finished_spans()) == 2

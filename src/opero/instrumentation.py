@@ -58,6 +58,7 @@ __all__ = [
     "enable",
     "get_hooks",
     "is_enabled",
+    "reset",
     "set_hooks",
 ]
 
@@ -88,8 +89,9 @@ def enable(*, tracer_provider: Any = None, meter_provider: Any = None) -> None:
 
     With ``tracer_provider`` or ``meter_provider`` (an OpenTelemetry SDK's, or any
     API-compatible one), spans and metrics go to them (the other one: the global
-    provider).  Without either, to the global providers if one is set (not the
-    API's default); else only the hooks listen.  Needs the ``[otel]`` extra
+    provider).  Without either, to the providers an earlier ``enable()`` was given
+    (:func:`reset` forgets them), else to the global providers if one is set (not
+    the API's default); else only the hooks listen.  Needs the ``[otel]`` extra
     (``opentelemetry-api``) for providers.
     """
     _state["switch"] = True
@@ -108,6 +110,17 @@ def disable() -> None:
     """
     _state["switch"] = False
     _state["auto"] = False
+    _apply()
+
+
+def reset() -> None:
+    """Back to how ``import opero`` left it: no hooks, no providers given to `enable`, and
+    OpenTelemetry on again only for functions decorated once a global provider is set.
+
+    ``disable()`` then ``enable()`` resumes the providers given before; this forgets
+    them (a test's, or ones shut down since).
+    """
+    _state.update(switch=True, hooks=(), adapter=None, auto=True)
     _apply()
 
 

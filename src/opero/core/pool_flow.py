@@ -28,11 +28,13 @@ import math
 from typing import TYPE_CHECKING, Any, cast
 
 from opero.core import clock
+from opero.core.attempts import RETRY_AFTER
 from opero.core.breaker import OPEN
 from opero.core.circuit_flow import guarded
 from opero.core.pool_fast import done
 from opero.core.steps import Remote, Wait
 from opero.exceptions import CircuitOpenError
+from opero.utils.logging import fields
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -85,7 +87,7 @@ def choose(p: Pipeline, run: Run) -> Generator[Step, Any, BaseException | None]:
         message = f"every candidate of {p.name} is open or resting ({len(shut)} of {n})"
         if retry_in is not None:
             message += f"; the first takes calls again in {retry_in:.3f}s"
-        logger.warning("opero: %s", message)
+        logger.warning("opero: %s", message, extra=fields(p.name, delay=retry_in))
         return CircuitOpenError(
             message,
             candidates=shut,
@@ -224,7 +226,13 @@ def _settled(
     asked, _ = p.retry.server_wait(error)
     if asked is not None:
         candidate.rest(now, asked)
-        logger.info("opero: %s candidate %d rests %.3fs (Retry-After)", p.name, index, asked)
+        logger.info(
+            "opero: %s candidate %d rests %.3fs (Retry-After)",
+            p.name,
+            index,
+            asked,
+            extra=fields(p.name, candidate=index, delay=asked, reason=RETRY_AFTER),
+        )
 
 
 def _retry_in(health: list[Candidate], n: int, now: float) -> float | None:
