@@ -234,3 +234,22 @@ def test_reset_forgets_the_providers_given_to_enable(telemetry: Telemetry) -> No
     assert not oi.is_enabled()
     one()
     assert len(telemetry.exporter.get_finished_spans()) == 2
+
+
+def test_functions_decorated_after_maps_are_gone_still_get_their_spans(
+    telemetry: Telemetry,
+) -> None:
+    """A map's items get no span of their own; that mark must not pass on to a new
+    function whose pipeline reuses the memory of a map that is gone."""
+    import gc  # noqa: PLC0415
+
+    def item(x: int) -> int:
+        return x
+
+    for _ in range(200):
+        opmap(mode="thread", progress=False)(item)  # dropped at once
+    gc.collect()
+    functions = [opero()(item) for _ in range(200)]
+    for function in functions:
+        function(1)
+    assert len(telemetry.exporter.get_finished_spans()) == 200

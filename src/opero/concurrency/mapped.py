@@ -74,7 +74,7 @@ def _plan(
     # The workers book every start and pause with the parent's limiter or pause, through
     # the map's link (map_link.py, scope_link.py).
     parent = build_pipeline(func, config)
-    unspanned.add(id(parent))  # instrumentation: the map has one span, its items none
+    unspanned(parent)  # instrumentation: the map has one span, its items none
     link = None
     if process:
         from opero.concurrency.map_link import MapLink  # noqa: PLC0415

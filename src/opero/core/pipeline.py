@@ -58,6 +58,7 @@ class Pipeline(Frozen):
         "pool",
         "retry",
         "routing",
+        "spans",
     )
 
     func: Callable[..., Any]
@@ -85,15 +86,16 @@ class Pipeline(Frozen):
     per_attempt: bool
     #: The function's own pause after a server's ``Retry-After`` (used without a limiter).
     gate: PauseGate
-    #: The whole call, first attempt included, runs in the engine (``opero.core.flow.call``):
-    #: a deadline, a result check, a key pool or ``circuit_breaker=`` need it; otherwise
-    #: the shell makes the first call itself (cut at ``attempt_timeout`` if there is one).
+    #: The whole call runs in the engine (a deadline, a result check, a key pool or a
+    #: ``circuit_breaker=`` need it); else the shell makes the first call itself.
     engine: bool
     #: The ``arg_fallback`` candidates' health and budgets (``candidate_breaker=``,
     #: ``candidate_rate_limit=``, ``fallback_strategy=``), or None: by index 0, 1, ...
     pool: Pool | None
     #: The whole function's breaker (``circuit_breaker=``), or None.
     circuit: BreakerState | None
+    #: Its calls get spans of their own (False for a map's items: the map has one span).
+    spans: bool
 
     def __init__(
         self,
@@ -135,12 +137,10 @@ class Pipeline(Frozen):
             attempt_timeout=attempt_timeout,
             per_attempt=per_attempt,
             gate=gate,
-            engine=deadline is not None
-            or routing.result_check is not None
-            or pool is not None
-            or circuit is not None,
+            engine=any(x is not None for x in (deadline, routing.result_check, pool, circuit)),
             pool=pool,
             circuit=circuit,
+            spans=True,
         )
         gate.own(self, "gate")
         # The shells keep some of these parts in their closures; see opero.core.owned.

@@ -97,7 +97,7 @@ def worker_shell(
 ) -> Shell:
     """Run in a map's worker: ``func``'s per-item pipeline, built there from its settings."""
     p = factory(func, config)
-    unspanned.add(id(p))  # instrumentation: the map has one span (in the parent), items none
+    unspanned(p)  # instrumentation: the map has one span (in the parent), items none
     return Shell(p)
 
 

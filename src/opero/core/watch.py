@@ -40,14 +40,19 @@ __all__ = [
     "unspanned",
 ]
 
-#: Pipelines whose calls get no span of their own: a map's items (the map has one).
-#: By ``id``: a pipeline is slotted, and a map's pipeline lives as long as its function.
-unspanned: set[int] = set()
+
+def unspanned(p: Pipeline) -> None:
+    """``p``'s calls get no span of their own: a map's items (the map has one span).
+
+    Kept on the pipeline (its one field set after construction): a set of ids, as
+    before, named pipelines long gone whose ids a new function's pipeline then reused.
+    """
+    object.__setattr__(p, "spans", False)  # Frozen forbids a plain setattr
 
 
 def observed(p: Pipeline, flow: Flow) -> Flow:
     """``flow`` passed through step by step, reporting its waits and its end (and a span)."""
-    tracer = events.tracer if id(p) not in unspanned else None
+    tracer = events.tracer if p.spans else None
     handle = None
     if tracer is not None:
         circuit = p.circuit  # the function's breaker as the call starts (changes: events)
@@ -146,7 +151,7 @@ def attempt_ended(p: Pipeline, run: Run, ok: bool, outcome: Any) -> None:
 def cache_lookup(p: Pipeline, *, hit: bool) -> None:
     """Report a cache hit or a miss of ``p``'s cache (a hit outside a map: with its span)."""
     tracer = events.tracer
-    if hit and tracer is not None and id(p) not in unspanned:
+    if hit and tracer is not None and p.spans:
         tracer.hit(p.name)
     events.emit(CacheLookup(function=p.name, correlation_id=events.correlation(), hit=hit))
 
