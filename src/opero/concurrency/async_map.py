@@ -16,6 +16,7 @@ from opero.concurrency.chunks import NOT_STARTED
 from opero.concurrency.collect import Collector
 from opero.concurrency.plan import MapPlan
 from opero.core.correlation import correlation_id
+from opero.core.deadline import backstop_grace
 from opero.exceptions import CancelledItemError, DeadlineExceeded
 
 __all__ = ["async_iterate"]
@@ -66,7 +67,9 @@ async def async_iterate(
                     values.append(CancelledItemError(NOT_STARTED))
                     continue
                 work = call(entry[1], *args, **kwargs)
-                task = loop.create_task(asyncio.wait_for(work, timeout) if timeout else work)
+                if timeout:  # the item's engine cuts it at its deadline; this is the backstop
+                    work = asyncio.wait_for(work, timeout + backstop_grace(timeout))
+                task = loop.create_task(work)
                 index_of[task] = entry[0]
                 task.add_done_callback(done)
             if not finished and not values:
