@@ -66,10 +66,7 @@ async def async_iterate(
                     indices.append(entry[0])
                     values.append(CancelledItemError(NOT_STARTED))
                     continue
-                work = call(entry[1], *args, **kwargs)
-                if timeout:  # the item's engine cuts it at its deadline; this is the backstop
-                    work = asyncio.wait_for(work, timeout + backstop_grace(timeout))
-                task = loop.create_task(work)
+                task = loop.create_task(call(entry[1], *args, **kwargs))
                 index_of[task] = entry[0]
                 task.add_done_callback(done)
             if not finished and not values:
@@ -111,10 +108,19 @@ def _late(error: BaseException, timeout: float | None) -> BaseException:
 
 
 def _call_of(plan: MapPlan) -> Callable[..., Any]:
+    """The per-item call; with a timeout, behind the map's own cut (the backstop)."""
     if plan.shell is None:  # pragma: no cover - async mode always has one
         msg = "an async map needs its per-item call"
         raise TypeError(msg)
-    return plan.shell.call
+    call, timeout = plan.shell.call, plan.timeout
+    if not timeout:
+        return call
+    patience = timeout + backstop_grace(timeout)  # the item's engine cuts it at its deadline
+
+    def cut(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.wait_for(call(*args, **kwargs), patience)
+
+    return cut
 
 
 def _ascending(
