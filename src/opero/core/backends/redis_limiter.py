@@ -266,7 +266,9 @@ class RedisLimiter(Owned):
             logger.info("opero: shared rate limit %r restored", self.scope)
         if start < self._local_until:
             # Starts handed out in-process are still ahead, and redis does not know
-            # them (it may have restarted empty): this one must keep clear of them.
+            # them (it may have restarted empty): this one must keep clear of them,
+            # and so must the server's next starts, which follow its own (behind).
+            self._local_until = max(self._local_until, start + extra + self.interval)
             return delay + extra
         return delay
 
