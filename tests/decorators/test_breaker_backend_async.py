@@ -235,6 +235,7 @@ def freezing_parent(hold: float) -> Any:
 
     The list is sent back once the call has ended, which is after its outcome reached the
     parent: so it holds the ticks made while the worker waited for the stopped parent.
+    The call returns once every thread of the parent is stopped (Linux's /proc).
     Self-contained (imports inside), so cloudpickle ships it by value.
     """
 
@@ -256,12 +257,28 @@ def freezing_parent(hold: float) -> Any:
 
         threading.Timer(hold, os.kill, (parent, signal.SIGCONT)).start()
         os.kill(parent, signal.SIGSTOP)
+        # kill() only queues the stop: a thread of the parent stops the rest once it
+        # runs, and on a loaded machine the parent's server thread can answer first.
+        # Wait until every thread of it is stopped ("T" in /proc), at most the hold.
+        tasks = f"/proc/{parent}/task"
+        while time.monotonic() < until:
+            states = []
+            for task in os.listdir(tasks):
+                try:
+                    with open(f"{tasks}/{task}/stat") as stat:
+                        states.append(stat.read().rsplit(")", 1)[1].split()[0])
+                except FileNotFoundError:  # a thread that has just ended
+                    continue
+            if all(state in "tT" for state in states):
+                break
+            time.sleep(0.0005)
         call.ticker = asyncio.get_running_loop().create_task(ticker())  # type: ignore[attr-defined]
         return ticks
 
     return call
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
 def test_an_async_process_map_worker_asks_its_parent_without_blocking_its_loop() -> None:
     import subprocess  # noqa: PLC0415
 
