@@ -190,6 +190,10 @@ class RemoteCandidate(Counts):
             return None
         return cast("BreakerState", self._local().breaker).record(now, failed)
 
+    def success(self, now: float | None) -> State | None:
+        """``record(now, failed=False)``, as `BreakerState.success` (None: opero's clock now)."""
+        return self.record(clock.now() if now is None else now, failed=False)
+
     def release(self, now: float) -> None:
         """Its call ended with nothing to count: the parent's breaker gets the permit back."""
         if not self._settle("release", now):

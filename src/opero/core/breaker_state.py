@@ -23,19 +23,21 @@ failures (``failure_threshold`` is Polly's basic breaker's), and its half-open s
 waits for all probes and compares their failure rate with the threshold; here the
 first failing probe reopens at once, and ``half_open_calls`` successes close.
 
-No clock is read here: every method takes ``now`` (seconds, any monotonic scale), so
-one object serves a thread pool, a fake clock in tests and a map's parent, and is the
-model for a script that keeps the same state in redis.
+No clock is read here, but by ``success(None)`` (see ``BreakerState.success``): every
+method takes ``now`` (seconds, any monotonic scale), so one object serves a thread
+pool, a fake clock in tests and a map's parent, and is the model for a script that
+keeps the same state in redis.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import final
 
-from opero.core import forksafe
+from opero.core import clock, forksafe
 from opero.core.breaker import CLOSED, DEFAULT_WINDOW_CALLS, HALF_OPEN, OPEN, Breaker, State
-from opero.core.breaker_window import CountWindow, TimeWindow
+from opero.core.breaker_window import FAILED, CountWindow, TimeWindow
 
 __all__ = ["BreakerState", "OnChange"]
 
@@ -45,12 +47,16 @@ OnChange = Callable[[State, State], None]
 
 @final
 class BreakerState:
-    """One breaker's live state; every method takes the time, none reads a clock.
+    """One breaker's live state; every method takes the time (``success`` may read it).
 
     Thread-safe: each transition happens under a fork-safe lock.  ``acquire`` in the
     closed state reads one attribute and takes no lock (resilience4j's closed state
     is one atomic read too); a call that slips through as another thread opens the
-    breaker is recorded as a late outcome and changes nothing.
+    breaker is recorded as a late outcome and changes nothing.  ``success`` is bound
+    to what a success needs in the current state: where it cannot open the breaker
+    (closed, and a count window holding ``minimum_calls`` outcomes, or no window),
+    the ``append`` of the deque the outcomes go to, so the success path of a key pool
+    is one C call with no lock and no Python frame.
 
     Examples:
         >>> state = BreakerState(Breaker(failure_threshold=2, cooldown=10))
@@ -71,12 +77,14 @@ class BreakerState:
         "_on_change",
         "_open_until",
         "_opens",
+        "_outcomes",
         "_probes_ok",
         "_probes_out",
         "_state",
         "_threshold",
         "_window",
         "config",
+        "success",
     )
 
     def __init__(self, config: Breaker, on_change: OnChange | None = None) -> None:
@@ -95,7 +103,13 @@ class BreakerState:
         self._open_until = 0.0
         self._probes_out = 0  # half-open permits handed out and not yet ended
         self._probes_ok = 0  # half-open probes that succeeded
-        self._window: CountWindow | TimeWindow | None = _new_window(config)
+        self._window: CountWindow | TimeWindow | None = None
+        self._outcomes: deque[object] = deque()
+        #: ``success(now)``: count one success; returns the new state if it changed.
+        #: ``now`` may be None where the caller has not read the clock (the key pool's
+        #: fast path): the time is then read only where the success needs it.
+        self.success: Callable[[float | None], State | None] = self._success
+        self._fresh_window()
 
     def acquire(self, now: float) -> bool:
         """May a call go now?  In half-open this takes one probe permit."""
@@ -119,17 +133,14 @@ class BreakerState:
 
     def record(self, now: float, failed: bool) -> State | None:
         """Count one call's outcome; return the new state if it changed, else None."""
-        if not failed and self._state is CLOSED:
-            # The success path takes no lock where it cannot open the breaker: the streak
-            # is one store, a count window's append one C call (a success racing with a
-            # failure may leave the streak one too long: at worst an open one call early).
-            window = self._window
-            if window is None:
-                self._consecutive = 0
-                return None
-            if type(window) is CountWindow:
-                self._consecutive = 0
-                return self._check(now) if window.success() else None
+        return self._locked(now, failed=True) if failed else self.success(now)
+
+    def _success(self, now: float | None) -> State | None:
+        # ``success`` where a success may change the state (see _bind); the one place
+        # here that reads opero's clock, for a caller that did not.
+        return self._locked(clock.now() if now is None else now, failed=False)
+
+    def _locked(self, now: float, *, failed: bool) -> State | None:
         with self._lock:
             old = self._state
             if old is CLOSED:
@@ -147,14 +158,33 @@ class BreakerState:
 
     def _closed_outcome(self, now: float, failed: bool) -> bool:
         # Under the lock: True if this outcome opens the breaker.
-        self._consecutive = self._consecutive + 1 if failed else 0
-        window = self._window
-        if (window is not None and window.add(now, failed)) or (
-            failed and self._consecutive == self._threshold
-        ):
+        outcomes, window = self._outcomes, self._window
+        if failed:
+            # Any other entry last is a success (the lock-free path appends without
+            # resetting the streak): this failure starts a new streak.
+            last_failed = bool(outcomes) and outcomes[-1] is FAILED
+            self._consecutive = (self._consecutive if last_failed else 0) + 1
+        if type(window) is CountWindow:
+            reached = window.add(now, failed)  # its ring is the outcomes
+        else:
+            outcomes.append(FAILED if failed else None)
+            reached = window is not None and window.add(now, failed)
+        if reached or (failed and self._consecutive == self._threshold):
             self._open(now)
             return True
+        self._bind()  # a count window may just have reached minimum_calls
         return False
+
+    def _bind(self) -> None:
+        # Under the lock: ``success`` for the current state.  Closed with a count window
+        # that holds minimum_calls outcomes, or with none, a success changes nothing but
+        # the outcomes (a streak is ended by the failure after it, see _closed_outcome):
+        # their deque's append.  Otherwise the locked path.
+        window = self._window
+        lock_free = self._state is CLOSED and (
+            window is None or (type(window) is CountWindow and window.settled())
+        )
+        self.success = self._outcomes.append if lock_free else self._success
 
     def _probe_outcome(self, now: float, failed: bool) -> bool:
         # Under the lock: True if this probe's outcome changes the state.
@@ -167,17 +197,6 @@ class BreakerState:
             return False
         self._close()
         return True
-
-    def _check(self, now: float) -> State | None:
-        # A success filled a count window up to minimum_calls: does the ratio open it?
-        with self._lock:
-            window = self._window
-            if self._state is not CLOSED or type(window) is not CountWindow or not window.reached():
-                return None
-            self._open(now)
-        if self._on_change is not None:
-            self._on_change(CLOSED, OPEN)
-        return OPEN
 
     def release(self, now: float) -> None:
         """A call ended without an outcome to count: give back its half-open permit."""
@@ -205,13 +224,21 @@ class BreakerState:
         self._open_until = now + min(delay, self._max_cooldown)
         self._state = OPEN
         self._consecutive = 0
+        self._bind()
 
     def _close(self) -> None:
         self._state = CLOSED
         self._opens = 0
         self._consecutive = 0
         self._probes_out = self._probes_ok = 0
-        self._window = _new_window(self.config)
+        self._fresh_window()
+
+    def _fresh_window(self) -> None:
+        # A closed state's window, and the deque its outcomes go to: a count window's
+        # ring, else one entry (the last outcome, which says whether a streak goes on).
+        window = self._window = _new_window(self.config)
+        self._outcomes = window.ring if type(window) is CountWindow else deque(maxlen=1)
+        self._bind()
 
 
 def _new_window(config: Breaker) -> CountWindow | TimeWindow | None:

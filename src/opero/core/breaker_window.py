@@ -5,7 +5,8 @@ the window holds at least ``minimum`` calls and failures / calls has reached
 ``ratio`` (resilience4j's ``CircuitBreakerMetrics.checkIfThresholdsExceeded``).
 Both hold a bounded amount of memory, however fast the calls come; the caller holds
 the breaker's lock around ``add``.  A success can raise a time window's ratio (older
-successes expire), so only a count window takes successes without the lock.
+successes expire), so only a count window takes successes without the lock, and only
+once it holds ``minimum`` outcomes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections import deque
 from typing import Final, final
 
-__all__ = ["MAX_WINDOW_CALLS", "SLICES", "CountWindow", "TimeWindow"]
+__all__ = ["FAILED", "MAX_WINDOW_CALLS", "SLICES", "CountWindow", "TimeWindow"]
 
 #: A time window is kept as this many slices of ``window_seconds / SLICES`` each.
 SLICES: Final = 10
@@ -22,15 +23,22 @@ SLICES: Final = 10
 MAX_WINDOW_CALLS: Final = 10_000
 
 
+#: What a count window holds for a failure; anything else it holds is a success (the
+#: breaker's lock-free success path appends whatever it is given, see `CountWindow.ring`).
+FAILED: Final = object()
+
+
 @final
 class CountWindow:
     """The last ``size`` outcomes (resilience4j's COUNT_BASED window).
 
-    A success is recorded without the breaker's lock (``success``): ``deque.append``
-    with a ``maxlen`` is one atomic C call, and a success cannot raise the failure
-    ratio of a count window; it can only bring the window up to ``minimum``, so only
-    then does it ask for the check.  A failure counts the window under the lock, in C
-    (``deque.count``, at most ``MAX_WINDOW_CALLS`` entries).
+    ``ring`` is the window itself, open so that a breaker's success path can append to
+    it without a lock or a Python frame (``deque.append`` with a ``maxlen`` is one
+    atomic C call): a failure is the `FAILED` marker, any other entry a success.  A
+    success cannot raise the failure ratio of a count window; it can only bring the
+    window up to ``minimum``, so only until then must a success be checked.  A failure
+    counts the window under the breaker's lock, in C (``deque.count``, which compares
+    by identity first; at most ``MAX_WINDOW_CALLS`` entries).
 
     Examples:
         >>> window = CountWindow(size=4, ratio=0.5, minimum=4)
@@ -38,29 +46,28 @@ class CountWindow:
         [False, False, False, True, False]
     """
 
-    __slots__ = ("_minimum", "_ratio", "_ring")
+    __slots__ = ("_minimum", "_ratio", "ring")
 
     def __init__(self, size: int, ratio: float, minimum: int) -> None:
-        self._ring: deque[bool] = deque(maxlen=size)
+        #: The outcomes, oldest first: `FAILED` for a failure, anything else a success.
+        self.ring: deque[object] = deque(maxlen=size)
         self._ratio = ratio
         self._minimum = minimum
 
-    def success(self) -> bool:
-        """Record a success; True when the ratio must be checked (the window just filled)."""
-        ring = self._ring
-        ring.append(False)
-        return len(ring) <= self._minimum
-
     def add(self, now: float, failed: bool) -> bool:
         """Record one outcome, pushing out the oldest once full; has the ratio been reached?"""
-        self._ring.append(failed)
+        self.ring.append(FAILED if failed else None)
         return self.reached()
+
+    def settled(self) -> bool:
+        """Whether it holds ``minimum`` outcomes: no success can reach the ratio from here."""
+        return len(self.ring) >= self._minimum
 
     def reached(self) -> bool:
         """Whether the window holds ``minimum`` calls and the failure ratio is reached."""
-        ring = self._ring
+        ring = self.ring
         calls = len(ring)
-        return calls >= self._minimum and ring.count(True) / calls >= self._ratio
+        return calls >= self._minimum and ring.count(FAILED) / calls >= self._ratio
 
 
 @final

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from typing import final
+from typing import Final, final
 
 from opero.core import forksafe
 from opero.core.breaker import CLOSED, Breaker, State
@@ -22,7 +22,11 @@ from opero.core.candidate_counts import Counts, report
 from opero.core.rate_limit import Limiter, pausing
 from opero.core.stats import CandidateStatistics, count_value
 
-__all__ = ["Candidate", "Make"]
+__all__ = ["NOT_RESTING", "Candidate", "Make"]
+
+#: ``rest_until`` of a candidate that is not resting: one float object, so the key pool's
+#: fast path tells "no rest" by identity, without reading the clock (`Candidate.rested`).
+NOT_RESTING: Final = -math.inf
 
 
 @final
@@ -57,8 +61,9 @@ class Candidate(Counts):
         self.breaker = None if breaker is None else BreakerState(breaker, on_change)
         #: The candidate's own limiter (``candidate_rate_limit=``), or None.
         self.budget = None if rate is None else Limiter(rate, burst)
-        #: Until when a server's 429 or Retry-After rests it (-inf: not resting).
-        self.rest_until = -math.inf
+        #: Until when a server's 429 or Retry-After rests it (`NOT_RESTING`: never, or a
+        #: rest seen to be over).
+        self.rest_until: float = NOT_RESTING
         self._ended = itertools.count()
         #: ``started()``: a call to it starts (counted in ``calls``); ``ended()``: one
         #: ended.  Each is a count's ``__next__``: one C call, no lock, no frame.
@@ -85,6 +90,13 @@ class Candidate(Counts):
     def resting(self, now: float) -> bool:
         """Whether it is still resting at ``now``."""
         return now < self.rest_until
+
+    def rested(self, until: float) -> None:
+        """The rest that lasted until ``until`` is seen to be over: forget it (unless a
+        newer rest has been set since), so the fast path stops reading the clock for it."""
+        with self._lock:
+            if self.rest_until == until:
+                self.rest_until = NOT_RESTING
 
     def next_slot(self, now: float) -> float:
         """When its budget lets the next call start; ``now`` without a budget."""

@@ -22,12 +22,17 @@ from opero.core import validate
 from opero.core.frozen import Frozen
 from opero.exceptions import ConfigurationError
 
-__all__ = ["FallbackPolicy", "Locate", "Put", "check_settings"]
+__all__ = ["FallbackPolicy", "Lead", "Locate", "Put", "check_settings"]
 
 #: ``candidates(args, kwargs)``: a call's candidates, or None (see FallbackPolicy.candidates).
 Locate = Callable[[tuple[Any, ...], dict[str, Any]], Sequence[Any] | None]
 #: ``substitute(args, kwargs, candidate)``: the call's arguments with ``[candidate]`` in place.
 Put = Callable[[tuple[Any, ...], dict[str, Any], Any], tuple[tuple[Any, ...], dict[str, Any]]]
+#: ``lead(args, kwargs)``: ``(candidates, args, kwargs)`` with the first candidate in place,
+#: or ``(None, args, kwargs)`` unchanged when there is no list (see FallbackPolicy.lead).
+Lead = Callable[
+    [tuple[Any, ...], dict[str, Any]], tuple[Sequence[Any] | None, tuple[Any, ...], dict[str, Any]]
+]
 
 
 def check_settings(name: str | None, delay: float) -> None:
@@ -46,6 +51,7 @@ class FallbackPolicy(Frozen):
     """
 
     __slots__ = (
+        "_lead",
         "_locate",
         "_put",
         "default",
@@ -68,6 +74,7 @@ class FallbackPolicy(Frozen):
     default: Any
     #: Seconds to pause between two candidates of one attempt.
     delay: float
+    _lead: Lead
     _locate: Locate
     _put: Put
 
@@ -81,6 +88,8 @@ class FallbackPolicy(Frozen):
         default: Any,
         delay: float = 0.0,
     ) -> None:
+        locate = _locator(name, position, default)
+        put = _putter(name, position, leading_defaults, positional_only)
         self._init(
             name=name,
             position=position,
@@ -88,8 +97,11 @@ class FallbackPolicy(Frozen):
             positional_only=positional_only,
             default=default,
             delay=delay,
-            _locate=_locator(name, position, default),
-            _put=_putter(name, position, leading_defaults, positional_only),
+            _lead=_leader(
+                name, position, default, positional_only=positional_only, locate=locate, put=put
+            ),
+            _locate=locate,
+            _put=put,
         )
 
     @classmethod
@@ -146,6 +158,14 @@ class FallbackPolicy(Frozen):
         """``substitute(args, kwargs, candidate)``: the call's arguments with the fallback
         parameter set to ``[candidate]`` (built like :attr:`candidates`, see :func:`_putter`)."""
         return self._put
+
+    @property
+    def lead(self) -> Lead:
+        """``lead(args, kwargs)``: :attr:`candidates` and :attr:`substitute` of the first
+        one in one call, ``(candidates, args, kwargs)``, or ``(None, args, kwargs)``
+        unchanged when there is no list: what every first attempt (and a key pool's
+        pick of its first candidate) needs."""
+        return self._lead
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from its fields: the bound functions are made again, not pickled.
@@ -225,3 +245,49 @@ def _putter(
         return args, ({**kwargs, name: [candidate]} if kwargs else {name: [candidate]})
 
     return substitute
+
+
+def _leader(
+    name: str,
+    position: int | None,
+    default: Any,
+    *,
+    positional_only: bool,
+    locate: Locate,
+    put: Put,
+) -> Lead:
+    # Hand-fused for speed: the common placements of a list in one frame (given by
+    # position or by keyword, or left to its default), the same values ``locate`` and
+    # ``put`` give; everything else through them.  Measured (timeit, CPU time, best of
+    # 30): 0.15 / 0.18 / 0.25 us (default / position / keyword) against 0.19 / 0.20 /
+    # 0.30 us calling the two; tests/core/test_fallback_policy.py checks it against them.
+    cut = _NOWHERE if position is None else position
+    by_default = isinstance(default, (list, tuple))
+    by_keyword = not (positional_only and position is not None)
+
+    def lead(
+        args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Sequence[Any] | None, tuple[Any, ...], dict[str, Any]]:
+        given = len(args)
+        if given > cut:
+            value = args[cut]
+            if value.__class__ is list and value:
+                replaced = list(args)
+                replaced[cut] = [value[0]]
+                return value, tuple(replaced), kwargs
+        elif not kwargs:
+            if by_default and default:
+                if given == cut:
+                    return default, args + ([default[0]],), kwargs  # noqa: RUF005 - see _putter
+                if position is None:
+                    return default, args, {name: [default[0]]}
+        elif by_keyword:
+            value = kwargs.get(name)
+            if value.__class__ is list and value:
+                return value, args, {**kwargs, name: [value[0]]}
+        candidates = locate(args, kwargs)
+        if candidates is None:
+            return None, args, kwargs
+        return (candidates, *put(args, kwargs, candidates[0]))
+
+    return lead

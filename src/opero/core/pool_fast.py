@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from opero.core import clock
 from opero.core.breaker import CLOSED
+from opero.core.candidate import NOT_RESTING
 from opero.core.candidate_order import order
 from opero.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from opero.core.candidates import Candidate
+    from opero.core.candidates import Candidate, Pool
     from opero.core.pipeline import Pipeline
     from opero.core.run import Run
 
@@ -37,18 +38,19 @@ Picked = tuple["Candidate", int, "float | None", tuple[Any, ...], dict[str, Any]
 def done(candidate: Candidate, now: float | None = None) -> None:
     """The call to ``candidate`` succeeded (the engine's `settle` and the shell's fast path).
 
-    ``now`` (None: read the clock) is the time of the success.  The shell's fast path
-    passes the time its pick read when the breakers have no time window: a second clock
-    read costs 0.06 us a call, and a closed breaker with a count window (or none) needs
-    the time of a success only where it fills the window up to ``minimum_calls`` and the
-    ratio opens it, the cooldown then counted from the call's start.  With
-    ``window_seconds`` it passes None: the success is counted in the slice of its end.
+    ``now`` is the time of the success, or None: the breaker reads the clock where it
+    needs the time (`BreakerState.success`).  A closed breaker with a count window
+    holding ``minimum_calls`` outcomes (or with none) needs none, so the shell's fast
+    path, whose pick reads the clock only for a rest or a budget, passes what it read
+    (the cooldown of a success that fills the window up to ``minimum_calls`` and opens
+    it then counts from the call's start).  With ``window_seconds`` it passes None: the
+    success is counted in the slice of its end.
     """
     candidate.ended()
     breaker = candidate.breaker
     if breaker is not None:
-        # positional: a keyword costs on the hot path
-        breaker.record(clock.now() if now is None else now, False)
+        # Closed, with its count window full enough (or none): one C call, see BreakerState.
+        breaker.success(now)
 
 
 def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picked | None] | None:
@@ -65,42 +67,33 @@ def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picke
     rotates over all of them as the engine's order would.
     """
     pool, fallback = p.pool, p.fallback
-    if (
-        pool is None
-        or fallback is None
-        or not pool.local
-        or pool.strategy == "least_loaded"
-        or p.circuit is not None
-        or p.deadline is not None
-        or p.attempt_timeout is not None
-        or p.routing.result_check is not None
-        or p.limiter is not None
-        or p.callbacks.on_success is not None
-    ):
+    if pool is None or fallback is None or _engine_only(p, pool):
         return None
     ordered, cursor, health_of, gate = pool.strategy == "ordered", pool.cursor, pool.health, p.gate
     timeless = pool.breaker is None or pool.breaker.window_seconds is None  # see done()
     live = pool.candidates  # grown in place, never replaced
-    # The policy's own functions, bound once (`FallbackPolicy.candidates`).
-    locate, put = fallback.candidates, fallback.substitute
+    # The policy's own functions, bound once (`FallbackPolicy.lead`).
+    lead, put = fallback.lead, fallback.substitute
 
     def pick(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Picked | None:
-        try:
-            candidates = locate(args, kwargs)
+        try:  # the first candidate in place: the one taken, but for a sick one or a turn
+            candidates, call_args, call_kwargs = lead(args, kwargs)
         except ConfigurationError:  # an empty list: the engine raises it, counted
             return None
         if candidates is None or gate.until:  # no list, or paused: the engine's Reserve
             return None
-        n, turn, now = len(candidates), 0, clock.now()
+        n, turn, now = len(candidates), 0, None
         health = live if len(live) >= n else health_of(n)
-        # Healthy: not resting, and closed (or no breaker), read as the breaker's lock-free
-        # acquire reads it, inline (a call of Candidate.ready costs as much as the rest).
+        # Healthy: closed (or no breaker), read as the breaker's lock-free acquire reads
+        # it, and not resting, told by identity (`NOT_RESTING`) without reading the clock
+        # unless a rest has been set; inline (a call of Candidate.ready costs as much as
+        # the rest).
         if ordered:
             index = 0
             while True:  # the first healthy one
                 candidate = health[index]
-                if now >= candidate.rest_until and (
-                    (breaker := candidate.breaker) is None or breaker._state is CLOSED
+                if ((breaker := candidate.breaker) is None or breaker._state is CLOSED) and (
+                    candidate.rest_until is NOT_RESTING or not _resting(candidate)
                 ):
                     break
                 index += 1
@@ -108,22 +101,46 @@ def quick_pick(p: Pipeline) -> Callable[[tuple[Any, ...], dict[str, Any]], Picke
                     return None
         else:
             for candidate in health[:n]:
-                if now < candidate.rest_until or (
+                if (
                     (breaker := candidate.breaker) is not None and breaker._state is not CLOSED
-                ):
+                ) or (candidate.rest_until is not NOT_RESTING and _resting(candidate)):
                     return None  # the turn rotates over every candidate, or the engine's
             turn = cursor.next()
             index = turn % n
             candidate = health[index]
-        if candidate.budget is not None and not candidate.claim(now):
+        if candidate.budget is not None and not candidate.claim(now := clock.now()):
             return None
         candidate.started()
+        if index:
+            call_args, call_kwargs = put(args, kwargs, candidates[index])
         # A flat tuple, not ``(candidate, turn, *put(...))`` (a list built and converted),
         # unpacked once by the shell: 0.05 to 0.09 us less a call (timeit).
-        call_args, call_kwargs = put(args, kwargs, candidates[index])
         return candidate, turn, now if timeless else None, call_args, call_kwargs
 
     return pick
+
+
+def _engine_only(p: Pipeline, pool: Pool) -> bool:
+    # Settings whose every call needs the engine's steps (see quick_pick).
+    return (
+        not pool.local
+        or pool.strategy == "least_loaded"
+        or p.circuit is not None
+        or p.deadline is not None
+        or p.attempt_timeout is not None
+        or p.routing.result_check is not None
+        or p.limiter is not None
+        or p.callbacks.on_success is not None
+    )
+
+
+def _resting(candidate: Candidate) -> bool:
+    # A rest has been set: is it still on?  Once seen over, it is forgotten.
+    until = candidate.rest_until
+    if clock.now() < until:
+        return True
+    candidate.rested(until)
+    return False
 
 
 def resumed(p: Pipeline, args: tuple[Any, ...], kwargs: dict[str, Any], picked: Picked) -> Run:

@@ -210,12 +210,10 @@ def _first_attempt(p: Pipeline) -> Callable[..., Any]:
     fallback = p.fallback
     if fallback is None:
         return call
-    inner, locate, put = call, fallback.candidates, fallback.substitute  # bound: 0.04 us less
+    inner, lead = call, fallback.lead  # bound: 0.04 us less
 
     def first(*args: Any, **kwargs: Any) -> Any:
-        candidates = locate(args, kwargs)
-        if candidates is not None:
-            args, kwargs = put(args, kwargs, candidates[0])
+        _, args, kwargs = lead(args, kwargs)
         return inner(*args, **kwargs) if kwargs else inner(*args)  # no empty dict: 0.02 us
 
     return first

@@ -135,6 +135,10 @@ class RedisCandidate(Counts):
             return None if self._local is None else self._local.record(now, failed)
         return _STATES[answer[4]] if answer[4] else None
 
+    def success(self, now: float | None) -> State | None:
+        """``record(now, failed=False)``, as `BreakerState.success` (None: opero's clock now)."""
+        return self.record(clock.now() if now is None else now, failed=False)
+
     def release(self, now: float) -> None:
         """Give back a half-open permit without an outcome."""
         if self._ask("l", now) is None and self._local is not None:
