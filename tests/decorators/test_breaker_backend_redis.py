@@ -209,7 +209,10 @@ def test_once_one_process_opens_a_candidate_the_other_stops_calling_it(
         time.sleep(0.01)
     go = repr(time.time() + 0.05)
     for role in runs:
-        (tmp_path / f"{role}.go").write_text(go)
+        # Written aside and renamed into place: a worker that sees the file sees its time
+        # (written in place, a worker on a busy machine read it empty once).
+        (tmp_path / f"{role}.go.tmp").write_text(go)
+        (tmp_path / f"{role}.go.tmp").replace(tmp_path / f"{role}.go")
     for process in runs.values():
         assert process.wait(timeout=30) == 0
     a, b = (json.loads((tmp_path / role).read_text()) for role in ("A", "B"))
